@@ -1,0 +1,77 @@
+"""Exceptions raised by the rewards provider.
+
+Every message is built to be read by an on-call engineer: it names the vendor, the request
+(method and path, never headers or bodies), the HTTP status and the vendor's own error code and
+message. No credential ever reaches an exception: messages are scrubbed of the connection's
+secrets before they are built.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class RewardsError(AirflowException):
+    """Base class of every error raised by this provider."""
+
+
+class RewardsInputError(AirflowFailException, ValueError):
+    """An operator or hook argument is invalid; raised before any HTTP request.
+
+    It subclasses ``AirflowFailException`` because retrying a task with the same bad input cannot
+    succeed, and ``ValueError`` so that callers outside Airflow can catch it naturally.
+    """
+
+
+class RewardsConnectionConfigError(RewardsError):
+    """An Airflow connection is missing a field or holds a malformed one."""
+
+    def __init__(self, conn_id: str, field: str, problem: str) -> None:
+        self.conn_id = conn_id
+        self.field = field
+        super().__init__(f"Connection {conn_id!r}, field {field}: {problem}")
+
+
+class RewardsApiError(RewardsError):
+    """A vendor API answered with an error, or could not be reached after every retry.
+
+    :ivar vendor: ``"Thanx"`` or ``"HPGames"``.
+    :ivar method: HTTP method of the failed request.
+    :ivar path: request path (no query string, no credentials).
+    :ivar status_code: HTTP status, or ``None`` when no response was received.
+    :ivar vendor_code: the vendor's error code (Thanx ``code``, HPGames ``errorCode``), if any.
+    :ivar vendor_message: the vendor's error message or raw response text, scrubbed and truncated.
+    :ivar attempts: how many attempts were made.
+    """
+
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        method: str,
+        path: str,
+        status_code: int | None,
+        vendor_code: str | None = None,
+        vendor_message: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.vendor = vendor
+        self.method = method
+        self.path = path
+        self.status_code = status_code
+        self.vendor_code = vendor_code
+        self.vendor_message = vendor_message
+        self.attempts = attempts
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        outcome = f"HTTP {self.status_code}" if self.status_code is not None else "no response"
+        detail = ": ".join(part for part in (self.vendor_code, self.vendor_message) if part)
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        text = f"{self.vendor} API {self.method} {self.path} failed{tries}: {outcome}"
+        return f"{text} ({detail})" if detail else text
+
+    @property
+    def is_client_error(self) -> bool:
+        """True for a 4xx answer: the request itself was refused and retrying will not help."""
+        return self.status_code is not None and 400 <= self.status_code < 500

@@ -1,0 +1,178 @@
+"""Hook for the Thanx Partner API: issuance jobs (get, revoke) and scopes.
+
+Authentication is a static bearer token plus client id (:class:`~.auth.ThanxAuth`); the
+connection's login is the Client ID, its password the Access Token, and its extra may hold a
+default ``merchant_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+from urllib.parse import quote
+
+import httpx
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.sdk import Connection
+
+from airflow_provider_rewards.exceptions import RewardsApiError, RewardsInputError
+from airflow_provider_rewards.hooks.auth import ThanxAuth
+from airflow_provider_rewards.hooks.base import (
+    RewardsBaseHook,
+    base_url_from,
+    extra_field,
+    required_field,
+)
+from airflow_provider_rewards.hooks.transport import AsyncTransport, TransportSettings
+from airflow_provider_rewards.utils.validation import require_id, require_path_id
+
+THANX_PRODUCTION_URL = "https://api.thanx.com"
+THANX_SANDBOX_URL = "https://api.thanxsandbox.com"
+REVOKE_SCOPE = "rewards.issue"
+
+
+class IssuanceJob(TypedDict, total=False):
+    """The issuance job object as the API returns it (documented fields)."""
+
+    id: str
+    campaign_id: str
+    variant_id: str
+    state: str  # pending | processing | completed | failed | revoking | revoked
+    total_count: int
+    processed_count: int
+    success_count: int
+    failure_count: int
+    progress_percent: int
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+
+
+@dataclass(frozen=True)
+class ThanxConfig:
+    """A validated ``thanx`` connection. ``repr`` never shows the token."""
+
+    base_url: str
+    client_id: str
+    access_token: str = field(repr=False)
+    merchant_id: str | None = None
+    settings: TransportSettings = field(default_factory=TransportSettings)
+
+
+def issuance_job_path(job_id: str, action: str = "") -> str:
+    """``/partner/issuance_jobs/<escaped id>[/action]``; the id always stays one path segment."""
+    escaped = quote(require_path_id(job_id, "issuance_job_id"), safe="")
+    return f"/partner/issuance_jobs/{escaped}{action}"
+
+
+def job_from_response(data: Any, method: str, path: str) -> IssuanceJob:
+    """The ``issuance_job`` object of a response body, or an error saying the body was unexpected."""
+    job = data.get("issuance_job") if isinstance(data, dict) else None
+    if not isinstance(job, dict) or "state" not in job:
+        raise RewardsApiError(
+            vendor=ThanxHook.vendor,
+            method=method,
+            path=path,
+            status_code=200,
+            vendor_message="response has no issuance_job object with a state",
+        )
+    return job  # type: ignore[return-value]
+
+
+class ThanxHook(RewardsBaseHook[ThanxConfig]):
+    """Talks to the Thanx Partner API.
+
+    :param thanx_conn_id: a connection of type ``thanx`` (default ``thanx_default``).
+    :param transport_overrides: ``connect_timeout``, ``read_timeout``, ``max_retries``,
+        ``retry_backoff``, ``retry_backoff_max``, ``retry_after_max`` (override the connection extra).
+    """
+
+    conn_name_attr = "thanx_conn_id"
+    default_conn_name = "thanx_default"
+    conn_type = "thanx"
+    hook_name = "Thanx Partner API"
+    vendor = "Thanx"
+
+    def __init__(self, thanx_conn_id: str = default_conn_name, **transport_overrides: Any) -> None:
+        super().__init__(thanx_conn_id, transport_overrides)
+
+    def parse_connection(self, conn: Connection, extra: Mapping[str, Any]) -> ThanxConfig:
+        merchant_id = extra_field(self.conn_type, extra, "merchant_id")
+        return ThanxConfig(
+            base_url=base_url_from(conn, default=THANX_PRODUCTION_URL),
+            client_id=required_field(conn, "login", "Client ID"),
+            access_token=required_field(conn, "password", "Access Token"),
+            merchant_id=None if merchant_id is None else str(merchant_id),
+            settings=self.settings_from(extra),
+        )
+
+    def build_auth(self, config: ThanxConfig) -> ThanxAuth:
+        return ThanxAuth(config.client_id, config.access_token)
+
+    def resolve_merchant_id(self, merchant_id: str | None = None) -> str:
+        """``merchant_id`` if given, else the connection's default; raises if neither is set."""
+        if merchant_id is None:
+            merchant_id = self.config.merchant_id
+        if merchant_id is None:
+            raise RewardsInputError(
+                f"merchant_id is required: pass it to the task or set extra.merchant_id on connection {self.conn_id!r}"
+            )
+        return require_id(merchant_id, "merchant_id")
+
+    def get_scopes(self) -> list[str]:
+        """The scopes granted to the credential (``GET /partner/scopes``)."""
+        data = self.transport.request_json("GET", "/partner/scopes")
+        scopes = data.get("scopes") if isinstance(data, dict) else None
+        return [str(scope) for scope in scopes] if isinstance(scopes, list) else []
+
+    def get_issuance_job(self, job_id: str, merchant_id: str | None = None) -> IssuanceJob:
+        """Read an issuance job (``GET /partner/issuance_jobs/:id?merchant_id=``)."""
+        path = issuance_job_path(job_id)
+        merchant = self.resolve_merchant_id(merchant_id)
+        data = self.transport.request_json("GET", path, params={"merchant_id": merchant})
+        return job_from_response(data, "GET", path)
+
+    def revoke_issuance_job(self, job_id: str, merchant_id: str | None = None) -> IssuanceJob:
+        """Start revoking every reward an issuance job issued (``POST …/:id/revoke``).
+
+        The API answers 202 with the job in state ``revoking``; revocation then proceeds in the
+        background until the job reads ``revoked``. A job that is ``pending``, ``processing``,
+        ``revoking`` or ``revoked`` is refused with 422, raised as ``RewardsApiError``.
+        """
+        path = issuance_job_path(job_id, "/revoke")
+        merchant = self.resolve_merchant_id(merchant_id)
+        data = self.transport.request_json("POST", path, json_body={"merchant_id": merchant})
+        return job_from_response(data, "POST", path)
+
+    def check_connection(self) -> str:
+        scopes = self.get_scopes()
+        if REVOKE_SCOPE not in scopes:
+            raise RewardsApiError(
+                vendor=self.vendor,
+                method="GET",
+                path="/partner/scopes",
+                status_code=200,
+                vendor_message=f"credential lacks scope {REVOKE_SCOPE} (granted: {', '.join(scopes) or 'none'})",
+            )
+        return f"Connected to {self.config.base_url}; scope {REVOKE_SCOPE} is granted"
+
+    async def aget_config(self) -> ThanxConfig:
+        """The connection configuration, looked up without blocking the event loop."""
+        if "config" not in self.__dict__:
+            conn = await get_async_connection(self.conn_id, self)
+            self.__dict__["config"] = self.parse_connection(conn, await get_async_extra_dejson(conn))
+        return self.config
+
+    async def aget_issuance_job(
+        self, job_id: str, merchant_id: str | None = None, *, client: httpx.AsyncClient
+    ) -> IssuanceJob:
+        """Async :meth:`get_issuance_job` over ``client``, with the same headers and retry rules."""
+        config = await self.aget_config()
+        path = issuance_job_path(job_id)
+        merchant = self.resolve_merchant_id(merchant_id)
+        transport = AsyncTransport(
+            self.vendor, config.base_url, self.build_auth(config), config.settings, client, self.log
+        )
+        data = await transport.request_json("GET", path, params={"merchant_id": merchant})
+        return job_from_response(data, "GET", path)

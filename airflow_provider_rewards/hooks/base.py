@@ -109,7 +109,7 @@ class RewardsBaseHook(BaseHook, Generic[ConfigT]):
     @cached_property
     def transport(self) -> Transport:
         config: Any = self.config
-        return Transport(self.vendor, config.base_url, self.build_auth(config), config.settings, self.log)
+        return Transport(self.vendor, config.base_url, self.build_auth(config), config.settings)
 
     def get_conn(self) -> requests.Session:
         """The ``requests.Session`` reused for every call of this hook."""

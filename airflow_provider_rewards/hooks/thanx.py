@@ -171,8 +171,6 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
         config = await self.aget_config()
         path = issuance_job_path(job_id)
         merchant = self.resolve_merchant_id(merchant_id)
-        transport = AsyncTransport(
-            self.vendor, config.base_url, self.build_auth(config), config.settings, client, self.log
-        )
+        transport = AsyncTransport(self.vendor, config.base_url, self.build_auth(config), config.settings, client)
         data = await transport.request_json("GET", path, params={"merchant_id": merchant})
         return job_from_response(data, "GET", path)

@@ -31,6 +31,8 @@ NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exception
 ASYNC_NETWORK_ERRORS = (httpx.TransportError,)
 MAX_ERROR_TEXT = 500
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class TransportSettings:
@@ -139,13 +141,11 @@ class _RetryingTransport:
         base_url: str,
         auth: Any,
         settings: TransportSettings,
-        logger: logging.Logger | None = None,
     ) -> None:
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.settings = settings
-        self.log = logger or logging.getLogger(__name__)
         self._secrets: tuple[str, ...] = getattr(auth, "secrets", ())
 
     def _error(self, method: str, path: str, status: int | None, body: str, attempts: int) -> RewardsApiError:
@@ -184,10 +184,16 @@ class _RetryingTransport:
             )
         delay = asked if asked is not None else self.settings.backoff_delay(attempt)
         outcome = f"HTTP {status}" if status is not None else scrub(body, self._secrets)
-        self.log.warning(
+        log.warning(
             "%s API %s %s: %s; retry %d of %d in %.1fs",
-            self.vendor, method, path, outcome, attempt, self.settings.max_retries, delay,
-        )  # fmt: skip
+            self.vendor,
+            method,
+            path,
+            outcome,
+            attempt,
+            self.settings.max_retries,
+            delay,
+        )
         return delay
 
     def _decode(self, response: requests.Response | httpx.Response, method: str, path: str) -> Any:
@@ -215,10 +221,9 @@ class Transport(_RetryingTransport):
         base_url: str,
         auth: requests.auth.AuthBase,
         settings: TransportSettings,
-        logger: logging.Logger | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        super().__init__(vendor, base_url, auth, settings, logger)
+        super().__init__(vendor, base_url, auth, settings)
         self.session = session or requests.Session()
 
     def request(
@@ -243,18 +248,27 @@ class Transport(_RetryingTransport):
             attempt += 1
             try:
                 response = self.session.request(
-                    method, url, params=params, data=data, headers=headers,
-                    auth=self.auth, timeout=self.settings.timeout,
-                )  # fmt: skip
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    auth=self.auth,
+                    timeout=self.settings.timeout,
+                )
             except NETWORK_ERRORS as exc:
                 delay = self._delay_or_raise(method, path, attempt, status=None, body=self._network_failure(exc))
             else:
                 if response.status_code < 400:
                     return response
                 delay = self._delay_or_raise(
-                    method, path, attempt, status=response.status_code, body=response.text,
+                    method,
+                    path,
+                    attempt,
+                    status=response.status_code,
+                    body=response.text,
                     retry_after=response.headers.get("Retry-After"),
-                )  # fmt: skip
+                )
             self.sleep(delay)
 
     def request_json(
@@ -284,9 +298,8 @@ class AsyncTransport(_RetryingTransport):
         auth: httpx.Auth,
         settings: TransportSettings,
         client: httpx.AsyncClient,
-        logger: logging.Logger | None = None,
     ) -> None:
-        super().__init__(vendor, base_url, auth, settings, logger)
+        super().__init__(vendor, base_url, auth, settings)
         self.client = client
 
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None) -> httpx.Response:
@@ -304,9 +317,13 @@ class AsyncTransport(_RetryingTransport):
                 if response.status_code < 400:
                     return response
                 delay = self._delay_or_raise(
-                    method, path, attempt, status=response.status_code, body=response.text,
+                    method,
+                    path,
+                    attempt,
+                    status=response.status_code,
+                    body=response.text,
                     retry_after=response.headers.get("Retry-After"),
-                )  # fmt: skip
+                )
             await self.sleep(delay)
 
     async def request_json(self, method: str, path: str, *, params: Mapping[str, str] | None = None) -> Any:

@@ -1,0 +1,128 @@
+"""Shared fixtures: connections with distinctive secrets, a frozen signing clock, recorded sleeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import pytest
+
+# Airflow reads AIRFLOW_HOME at import time; keep every test run away from ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="rewards-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+THANX_URL = "https://thanx.test"
+THANX_CLIENT_ID = "client-id-1234"
+THANX_TOKEN = "thanx-token-DO-NOT-LEAK-5f1c9a"
+THANX_MERCHANT = "k2lye10h32l5wzo"
+
+HPGAMES_URL = "https://hpgames.test"
+HPGAMES_MERCHANT = "1387a6cc-3651-4473-ae52-e415caea3395"
+HPGAMES_SECRET = "hpgames-secret-DO-NOT-LEAK-77e0b2"
+REWARDS_URL = f"{HPGAMES_URL}/api/v1/integration/rewards"
+
+FROZEN_MS = 1709289932725
+SECRETS = (THANX_TOKEN, HPGAMES_SECRET)
+
+
+def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: object) -> None:
+    """Define an Airflow connection through its AIRFLOW_CONN_<ID> environment variable (JSON form)."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+
+
+@pytest.fixture
+def thanx_conn(monkeypatch):
+    """``thanx_default`` pointing at THANX_URL, with a default merchant and fast retries."""
+    set_connection(
+        monkeypatch,
+        "thanx_default",
+        conn_type="thanx",
+        host=THANX_URL,
+        login=THANX_CLIENT_ID,
+        password=THANX_TOKEN,
+        extra={"merchant_id": THANX_MERCHANT},
+    )
+    return "thanx_default"
+
+
+@pytest.fixture
+def hpgames_conn(monkeypatch):
+    """``hpgames_default`` pointing at HPGAMES_URL."""
+    set_connection(
+        monkeypatch,
+        "hpgames_default",
+        conn_type="hpgames",
+        host=HPGAMES_URL,
+        login=HPGAMES_MERCHANT,
+        password=HPGAMES_SECRET,
+    )
+    return "hpgames_default"
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Replace the transports' sleeps with recorders; the list holds every requested delay."""
+    from airflow_provider_rewards.hooks.transport import AsyncTransport, Transport
+
+    delays: list[float] = []
+
+    async def async_sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    monkeypatch.setattr(Transport, "sleep", staticmethod(delays.append))
+    monkeypatch.setattr(AsyncTransport, "sleep", staticmethod(async_sleep))
+    return delays
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """Freeze the HPGames signing clock at FROZEN_MS; ``clock.advance(ms)`` moves it on."""
+    from airflow_provider_rewards.hooks import auth
+
+    class Clock:
+        now = FROZEN_MS
+
+        def advance(self, ms: int) -> None:
+            self.now += ms
+
+    clock = Clock()
+    monkeypatch.setattr(auth, "epoch_millis", lambda: clock.now)
+    return clock
+
+
+@pytest.fixture
+def assert_no_secrets(caplog, capfd):
+    """Call with any texts (exception messages, return values); also checks every captured log record
+    and everything written to stdout and stderr so far (Airflow's structlog loggers print there)."""
+
+    def check(*texts: object) -> None:
+        out, err = capfd.readouterr()
+        everything = [str(text) for text in texts] + [record.getMessage() for record in caplog.records] + [out, err]
+        for secret in SECRETS:
+            leaks = [text for text in everything if secret in text]
+            assert not leaks, f"secret leaked into: {leaks}"
+
+    return check
+
+
+def thanx_headers() -> dict[str, str]:
+    """Every header the Thanx Partner API requires, with the test connection's credentials."""
+    from airflow_provider_rewards.hooks.auth import USER_AGENT
+
+    return {
+        "Authorization": f"Bearer {THANX_TOKEN}",
+        "X-ClientId": THANX_CLIENT_ID,
+        "Accept-Version": "v4.0",
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+
+
+def assert_sent(request, method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> None:
+    """Assert one recorded requests-mock request: method, full URL (path and query), headers, exact body."""
+    assert request.method == method
+    assert request.url == url
+    for name, value in (headers or {}).items():
+        assert request.headers.get(name) == value, name
+    assert request.body == body

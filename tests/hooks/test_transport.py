@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import requests
+
+from airflow_provider_rewards.exceptions import RewardsApiError
+from airflow_provider_rewards.hooks.auth import hpgames_signature
+from airflow_provider_rewards.hooks.hpgames import HPGamesHook
+from airflow_provider_rewards.hooks.thanx import ThanxHook
+from airflow_provider_rewards.hooks.transport import TransportSettings, parse_retry_after, vendor_error
+from tests.conftest import HPGAMES_SECRET, REWARDS_URL, THANX_TOKEN, THANX_URL
+
+SCOPES_URL = f"{THANX_URL}/partner/scopes"
+SCOPES = {"json": {"scopes": ["rewards.issue"]}, "status_code": 200}
+R1 = "6d181739-a4c4-4932-a3de-0a980bfee707"
+
+
+def test_retried_hpgames_request_is_re_signed_with_a_newer_timestamp(hpgames_conn, frozen_clock, requests_mock, sleeps):
+    def advance_clock(request, context):
+        frozen_clock.advance(1234)  # time passes while the server fails
+        return ""
+
+    requests_mock.post(f"{REWARDS_URL}/cancel", [{"status_code": 503, "text": advance_clock}, {"status_code": 200}])
+    HPGamesHook().cancel_reward(reward_id=R1)
+    first, second = (json.loads(r.body) for r in requests_mock.request_history)
+    assert second["timestamp"] == first["timestamp"] + 1234
+    for body in (first, second):
+        assert body["hash"] == hpgames_signature(HPGAMES_SECRET, body["merchantId"], body["timestamp"])
+        assert body["id"] == R1
+    assert len(sleeps) == 1
+
+
+def test_429_honours_retry_after(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(SCOPES_URL, [{"status_code": 429, "headers": {"Retry-After": "2"}}, SCOPES])
+    assert ThanxHook().get_scopes() == ["rewards.issue"]
+    assert sleeps == [2.0]
+
+
+def test_500_500_200_succeeds_with_exponential_backoff(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(SCOPES_URL, [{"status_code": 500}, {"status_code": 500}, SCOPES])
+    assert ThanxHook().get_scopes() == ["rewards.issue"]
+    assert requests_mock.call_count == 3
+    assert 0.5 <= sleeps[0] <= 1.0
+    assert 1.0 <= sleeps[1] <= 2.0
+
+
+def test_network_errors_are_retried(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(SCOPES_URL, [{"exc": requests.ConnectionError("reset")}, {"exc": requests.ReadTimeout}, SCOPES])
+    assert ThanxHook().get_scopes() == ["rewards.issue"]
+    assert len(sleeps) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "detail"),
+    [
+        (401, {"code": "AUTHENTICATION_GENERIC", "message": "Invalid token"}, "AUTHENTICATION_GENERIC: Invalid token"),
+        (403, {"error": {"code": "FORBIDDEN", "message": "Missing scope"}}, "FORBIDDEN: Missing scope"),
+        (404, {"errors": [{"code": "RESOURCE_NOT_FOUND", "message": "No job"}]}, "RESOURCE_NOT_FOUND: No job"),
+        (422, {"code": "BAD_REQUEST", "message": "Job is revoked"}, "BAD_REQUEST: Job is revoked"),
+        (400, {"errorCode": 1003, "errorText": "ids must be UUIDs"}, "1003: ids must be UUIDs"),
+    ],
+)
+def test_other_4xx_fail_at_once_naming_status_and_vendor_message(
+    thanx_conn, requests_mock, sleeps, status, body, detail
+):
+    requests_mock.get(SCOPES_URL, status_code=status, json=body)
+    with pytest.raises(RewardsApiError) as info:
+        ThanxHook().get_scopes()
+    assert str(info.value) == f"Thanx API GET /partner/scopes failed: HTTP {status} ({detail})"
+    assert requests_mock.call_count == 1
+    assert not sleeps
+
+
+def test_raw_text_error_body_is_kept_and_truncated(thanx_conn, requests_mock):
+    requests_mock.get(SCOPES_URL, status_code=418, text="x" * 2000)
+    with pytest.raises(RewardsApiError) as info:
+        ThanxHook().get_scopes()
+    assert info.value.vendor_code is None
+    assert info.value.vendor_message == "x" * 500 + "... (truncated)"
+
+
+def test_retries_are_bounded(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(SCOPES_URL, status_code=503, text="unavailable")
+    with pytest.raises(RewardsApiError, match=r"failed after 3 attempts: HTTP 503 \(unavailable\)"):
+        ThanxHook(max_retries=2).get_scopes()
+    assert requests_mock.call_count == 3
+    assert len(sleeps) == 2
+
+
+def test_zero_retries_disables_retrying(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(SCOPES_URL, exc=requests.ConnectionError("refused"))
+    with pytest.raises(RewardsApiError, match=r"failed: no response \(ConnectionError: refused\)"):
+        ThanxHook(max_retries=0).get_scopes()
+    assert not sleeps
+
+
+def test_retry_after_longer_than_allowed_fails_at_once(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(SCOPES_URL, status_code=429, headers={"Retry-After": "3600"})
+    with pytest.raises(RewardsApiError, match="Retry-After 3600s exceeds retry_after_max"):
+        ThanxHook().get_scopes()
+    assert requests_mock.call_count == 1
+    assert not sleeps
+
+
+def test_secrets_never_reach_exceptions_or_logs(
+    thanx_conn, hpgames_conn, requests_mock, sleeps, caplog, assert_no_secrets
+):
+    caplog.set_level(logging.DEBUG)
+    token_echo, secret_echo = f"token {THANX_TOKEN}", f"secret {HPGAMES_SECRET}"
+    requests_mock.get(
+        SCOPES_URL, [{"status_code": 500, "text": token_echo}, {"status_code": 401, "json": {"message": token_echo}}]
+    )
+    requests_mock.post(
+        f"{REWARDS_URL}/cancel",
+        [
+            {"exc": requests.ConnectionError(secret_echo)},
+            {"status_code": 503, "text": secret_echo},
+            {"status_code": 400, "text": secret_echo},
+        ],
+    )
+    errors = []
+    for call in (lambda: ThanxHook().get_scopes(), lambda: HPGamesHook().cancel_reward(external_id="e")):
+        with pytest.raises(RewardsApiError) as info:
+            call()
+        errors += [info.value, repr(info.value)]
+    assert any("retry 1 of 5" in r.getMessage() for r in caplog.records)
+    assert "HTTP 401 (token ***)" in str(errors[0])
+    assert "HTTP 400 (secret ***)" in str(errors[2])
+    assert_no_secrets(*errors)
+
+
+def test_retry_log_names_the_request_and_attempt(thanx_conn, requests_mock, sleeps, caplog):
+    requests_mock.get(SCOPES_URL, [{"status_code": 503}, SCOPES])
+    with caplog.at_level(logging.WARNING):
+        ThanxHook().get_scopes()
+    assert "Thanx API GET /partner/scopes: HTTP 503; retry 1 of 5 in" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"code":"BAD_REQUEST","message":"m"}', ("BAD_REQUEST", "m")),
+        ('{"error":{"code":"C","message":"m"}}', ("C", "m")),
+        ('{"errors":[{"code":"C","message":"m"}]}', ("C", "m")),
+        ('{"errorCode":1002,"errorText":"stale"}', ("1002", "stale")),
+        ('{"unexpected":true}', (None, '{"unexpected":true}')),
+        ("plain text", (None, "plain text")),
+        ("", (None, None)),
+    ],
+)
+def test_vendor_error_shapes(body, expected):
+    assert vendor_error(body) == expected
+
+
+def test_retry_after_parsing():
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: retry now
+
+
+def test_backoff_grows_exponentially_and_is_capped():
+    settings = TransportSettings(retry_backoff=1, retry_backoff_max=10)
+    for retry, (low, high) in {1: (0.5, 1), 2: (1, 2), 3: (2, 4), 4: (4, 8), 5: (5, 10), 9: (5, 10)}.items():
+        assert all(low <= settings.backoff_delay(retry) <= high for _ in range(50)), retry

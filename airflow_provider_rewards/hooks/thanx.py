@@ -7,7 +7,8 @@ default ``merchant_id``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 from urllib.parse import quote
@@ -30,6 +31,11 @@ from airflow_provider_rewards.utils.validation import require_id, require_path_i
 THANX_PRODUCTION_URL = "https://api.thanx.com"
 THANX_SANDBOX_URL = "https://api.thanxsandbox.com"
 REVOKE_SCOPE = "rewards.issue"
+
+REVOCABLE_STATES = ("completed", "failed")
+ISSUING_STATES = ("pending", "processing")
+REVOKED_STATES = ("revoking", "revoked")
+SUMMARY_FIELDS = ("id", "state", "progress_percent", "total_count", "success_count", "failure_count")
 
 
 class IssuanceJob(TypedDict, total=False):
@@ -64,6 +70,22 @@ def issuance_job_path(job_id: str, action: str = "") -> str:
     """``/partner/issuance_jobs/<escaped id>[/action]``; the id always stays one path segment."""
     escaped = quote(require_path_id(job_id, "issuance_job_id"), safe="")
     return f"/partner/issuance_jobs/{escaped}{action}"
+
+
+def summarize_job(job: IssuanceJob) -> dict[str, Any]:
+    """The small, XCom-safe view of a job: id, state, progress and counts (never the full payload)."""
+    return {name: job.get(name) for name in SUMMARY_FIELDS}
+
+
+def classify_state(state: str | None, target_states: Sequence[str], waiting_states: Sequence[str]) -> str:
+    """``"done"`` if ``state`` is a target, ``"waiting"`` if it is expected on the way, else ``"unexpected"``.
+
+    Waiting for a revocation: targets ``("revoked",)``, waiting ``("revoking",)``; a job that
+    reads ``completed`` again, or any unknown state, is unexpected and must not be waited on.
+    """
+    if state in target_states:
+        return "done"
+    return "waiting" if state in waiting_states else "unexpected"
 
 
 def job_from_response(data: Any, method: str, path: str) -> IssuanceJob:
@@ -144,6 +166,49 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
         merchant = self.resolve_merchant_id(merchant_id)
         data = self.transport.request_json("POST", path, json_body={"merchant_id": merchant})
         return job_from_response(data, "POST", path)
+
+    def wait_for_job_state(
+        self,
+        job_id: str,
+        merchant_id: str | None = None,
+        *,
+        target_states: Sequence[str] = ("revoked",),
+        waiting_states: Sequence[str] = ("revoking",),
+        poll_interval: float = 60.0,
+        timeout: float | None = None,
+    ) -> IssuanceJob:
+        """Poll the job (blocking) until its state is a target; return the job.
+
+        Raises ``RewardsApiError`` if the job reaches a state that is neither a target nor a
+        waiting state, and ``TimeoutError`` when ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: tuple[Any, Any] | None = None
+        while True:
+            job = self.get_issuance_job(job_id, merchant_id)
+            verdict = classify_state(job.get("state"), target_states, waiting_states)
+            if (job.get("state"), job.get("progress_percent")) != last:
+                last = (job.get("state"), job.get("progress_percent"))
+                self.log.info("Issuance job %s: state %s, %s%% done", job_id, *last)
+            if verdict == "done":
+                return job
+            if verdict == "unexpected":
+                raise RewardsApiError(
+                    vendor=self.vendor,
+                    method="GET",
+                    path=issuance_job_path(job_id),
+                    status_code=200,
+                    vendor_message=(
+                        f"issuance job {job_id} is in state {job.get('state')!r}, expected "
+                        f"{' or '.join(target_states)} (or {' or '.join(waiting_states)} on the way)"
+                    ),
+                )
+            if deadline is not None and time.monotonic() + poll_interval > deadline:
+                raise TimeoutError(
+                    f"Issuance job {job_id} still {job.get('state')} after {timeout:.0f}s "
+                    f"(waiting for {' or '.join(target_states)})"
+                )
+            self.transport.sleep(poll_interval)
 
     def check_connection(self) -> str:
         scopes = self.get_scopes()

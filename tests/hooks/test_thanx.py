@@ -5,7 +5,7 @@ import pytest
 import requests
 
 from airflow_provider_rewards.exceptions import RewardsApiError, RewardsConnectionConfigError, RewardsInputError
-from airflow_provider_rewards.hooks.thanx import THANX_PRODUCTION_URL, ThanxHook
+from airflow_provider_rewards.hooks.thanx import THANX_PRODUCTION_URL, ThanxHook, summarize_job
 from tests.conftest import (
     THANX_CLIENT_ID,
     THANX_MERCHANT,
@@ -219,3 +219,48 @@ def test_config_repr_hides_the_token(thanx_conn):
     config = ThanxHook().config
     assert THANX_TOKEN not in repr(config)
     assert THANX_CLIENT_ID in repr(config)
+
+
+# --- waiting on a job (blocking) --------------------------------------------------------------------------------
+
+
+def job_in(state: str, progress: int = 0) -> dict:
+    return {"json": {"issuance_job": {**JOB, "state": state, "progress_percent": progress}}}
+
+
+def test_wait_for_job_state_polls_until_revoked(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(JOB_URL, [job_in("revoking", 0), job_in("revoking", 50), job_in("revoked", 100)])
+    job = ThanxHook().wait_for_job_state("job_1", poll_interval=15)
+    assert job["state"] == "revoked"
+    assert sleeps == [15, 15]
+
+
+def test_wait_for_job_state_refuses_an_unexpected_state(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(JOB_URL, [job_in("revoking"), job_in("completed")])
+    with pytest.raises(RewardsApiError, match="job_1 is in state 'completed', expected revoked"):
+        ThanxHook().wait_for_job_state("job_1", poll_interval=1)
+
+
+def test_wait_for_job_state_times_out(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(JOB_URL, [job_in("processing")] * 5)
+    with pytest.raises(TimeoutError, match="job_1 still processing after 30s"):
+        ThanxHook().wait_for_job_state(
+            "job_1",
+            target_states=("completed", "failed"),
+            waiting_states=("pending", "processing"),
+            poll_interval=20,
+            timeout=30,
+        )
+    assert sleeps == [20]
+
+
+def test_summarize_job_keeps_only_small_fields():
+    job = {**JOB, "summary": {"failures": [{"identifier_index": 1}] * 1000}, "campaign_id": "c"}
+    assert summarize_job(job) == {
+        "id": "job_1",
+        "state": "completed",
+        "progress_percent": 100,
+        "total_count": 2,
+        "success_count": None,
+        "failure_count": None,
+    }

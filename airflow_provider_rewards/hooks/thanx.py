@@ -182,7 +182,7 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
         Raises ``RewardsApiError`` if the job reaches a state that is neither a target nor a
         waiting state, and ``TimeoutError`` when ``timeout`` seconds pass first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started, slept = time.monotonic(), 0.0
         last: tuple[Any, Any] | None = None
         while True:
             job = self.get_issuance_job(job_id, merchant_id)
@@ -203,12 +203,14 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
                         f"{' or '.join(target_states)} (or {' or '.join(waiting_states)} on the way)"
                     ),
                 )
-            if deadline is not None and time.monotonic() + poll_interval > deadline:
+            elapsed = max(slept, time.monotonic() - started)
+            if timeout is not None and elapsed + poll_interval > timeout:
                 raise TimeoutError(
                     f"Issuance job {job_id} still {job.get('state')} after {timeout:.0f}s "
                     f"(waiting for {' or '.join(target_states)})"
                 )
             self.transport.sleep(poll_interval)
+            slept += poll_interval
 
     def check_connection(self) -> str:
         scopes = self.get_scopes()

@@ -75,3 +75,12 @@ class RewardsApiError(RewardsError):
     def is_client_error(self) -> bool:
         """True for a 4xx answer: the request itself was refused and retrying will not help."""
         return self.status_code is not None and 400 <= self.status_code < 500
+
+
+class RewardsJobStateError(RewardsError):
+    """A Thanx issuance job is in a state the caller cannot proceed from (e.g. back to ``completed``)."""
+
+    def __init__(self, job_id: str, state: object, expected: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        super().__init__(f"Issuance job {job_id} is in state {state!r}, expected {expected}")

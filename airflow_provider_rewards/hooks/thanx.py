@@ -17,7 +17,7 @@ import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.sdk import Connection
 
-from airflow_provider_rewards.exceptions import RewardsApiError, RewardsInputError
+from airflow_provider_rewards.exceptions import RewardsApiError, RewardsInputError, RewardsJobStateError
 from airflow_provider_rewards.hooks.auth import ThanxAuth
 from airflow_provider_rewards.hooks.base import (
     RewardsBaseHook,
@@ -86,6 +86,11 @@ def classify_state(state: str | None, target_states: Sequence[str], waiting_stat
     if state in target_states:
         return "done"
     return "waiting" if state in waiting_states else "unexpected"
+
+
+def expected_states(target_states: Sequence[str], waiting_states: Sequence[str]) -> str:
+    """Human wording of what a wait accepts, e.g. ``revoked (or revoking on the way)``."""
+    return f"{' or '.join(target_states)} (or {' or '.join(waiting_states)} on the way)"
 
 
 def job_from_response(data: Any, method: str, path: str) -> IssuanceJob:
@@ -179,7 +184,7 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
     ) -> IssuanceJob:
         """Poll the job (blocking) until its state is a target; return the job.
 
-        Raises ``RewardsApiError`` if the job reaches a state that is neither a target nor a
+        Raises ``RewardsJobStateError`` if the job reaches a state that is neither a target nor a
         waiting state, and ``TimeoutError`` when ``timeout`` seconds pass first.
         """
         started, slept = time.monotonic(), 0.0
@@ -193,16 +198,7 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
             if verdict == "done":
                 return job
             if verdict == "unexpected":
-                raise RewardsApiError(
-                    vendor=self.vendor,
-                    method="GET",
-                    path=issuance_job_path(job_id),
-                    status_code=200,
-                    vendor_message=(
-                        f"issuance job {job_id} is in state {job.get('state')!r}, expected "
-                        f"{' or '.join(target_states)} (or {' or '.join(waiting_states)} on the way)"
-                    ),
-                )
+                raise RewardsJobStateError(job_id, job.get("state"), expected_states(target_states, waiting_states))
             elapsed = max(slept, time.monotonic() - started)
             if timeout is not None and elapsed + poll_interval > timeout:
                 raise TimeoutError(

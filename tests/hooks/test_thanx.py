@@ -4,7 +4,12 @@ import httpx
 import pytest
 import requests
 
-from airflow_provider_rewards.exceptions import RewardsApiError, RewardsConnectionConfigError, RewardsInputError
+from airflow_provider_rewards.exceptions import (
+    RewardsApiError,
+    RewardsConnectionConfigError,
+    RewardsInputError,
+    RewardsJobStateError,
+)
 from airflow_provider_rewards.hooks.thanx import THANX_PRODUCTION_URL, ThanxHook, summarize_job
 from tests.conftest import (
     THANX_CLIENT_ID,
@@ -237,7 +242,7 @@ def test_wait_for_job_state_polls_until_revoked(thanx_conn, requests_mock, sleep
 
 def test_wait_for_job_state_refuses_an_unexpected_state(thanx_conn, requests_mock, sleeps):
     requests_mock.get(JOB_URL, [job_in("revoking"), job_in("completed")])
-    with pytest.raises(RewardsApiError, match="job_1 is in state 'completed', expected revoked"):
+    with pytest.raises(RewardsJobStateError, match=r"job_1 is in state 'completed', expected revoked \(or revoking"):
         ThanxHook().wait_for_job_state("job_1", poll_interval=1)
 
 

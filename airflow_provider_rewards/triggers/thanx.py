@@ -1,0 +1,155 @@
+"""Trigger that waits, in the triggerer, for a Thanx issuance job to reach a target state.
+
+It only polls: ``GET /partner/issuance_jobs/:id`` through one ``httpx.AsyncClient`` per run, with
+the connection looked up asynchronously. Each poll uses the hook's transport (so 429, 5xx and
+network errors are retried with exponential backoff or ``Retry-After``); a poll that still fails
+counts against ``max_consecutive_failures`` and doubles the wait before the next poll (up to
+ten minutes). Exactly one event is yielded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator, Sequence
+from functools import cache
+from typing import Any
+
+import httpx
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError
+from airflow_provider_rewards.hooks.thanx import (
+    ThanxHook,
+    classify_state,
+    expected_states,
+    summarize_job,
+)
+
+DEFAULT_POLL_INTERVAL = 60.0
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 10
+MAX_POLL_BACKOFF = 600.0
+
+
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verified TLS context for every trigger in the process (building one per client is costly)."""
+    return ssl.create_default_context()
+
+
+class ThanxIssuanceJobTrigger(BaseTrigger):
+    """Poll an issuance job until its state is one of ``target_states``.
+
+    :param issuance_job_id: the job to watch.
+    :param merchant_id: the merchant owning the job (already resolved; never ``None``).
+    :param thanx_conn_id: a ``thanx`` connection id; the trigger never holds credentials.
+    :param target_states: states that end the wait successfully (default ``revoked``).
+    :param waiting_states: states expected on the way (default ``revoking``); any other state,
+        including an unknown one, ends the wait with an error naming it.
+    :param poll_interval: seconds between polls.
+    :param end_time: epoch seconds after which a ``timeout`` event is sent; ``None`` for no deadline.
+    :param max_consecutive_failures: failed polls in a row (after the transport's own retries)
+        tolerated before giving up with an error event.
+
+    Event payload: ``{"status": "success" | "error" | "timeout", "issuance_job_id", "merchant_id",
+    "job": <summary or None>, "message"}``.
+    """
+
+    def __init__(
+        self,
+        issuance_job_id: str,
+        merchant_id: str,
+        thanx_conn_id: str = ThanxHook.default_conn_name,
+        target_states: Sequence[str] = ("revoked",),
+        waiting_states: Sequence[str] = ("revoking",),
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        end_time: float | None = None,
+        max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    ) -> None:
+        super().__init__()
+        self.issuance_job_id = issuance_job_id
+        self.merchant_id = merchant_id
+        self.thanx_conn_id = thanx_conn_id
+        self.target_states = list(target_states)
+        self.waiting_states = list(waiting_states)
+        self.poll_interval = float(poll_interval)
+        self.end_time = None if end_time is None else float(end_time)
+        self.max_consecutive_failures = int(max_consecutive_failures)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "issuance_job_id": self.issuance_job_id,
+                "merchant_id": self.merchant_id,
+                "thanx_conn_id": self.thanx_conn_id,
+                "target_states": self.target_states,
+                "waiting_states": self.waiting_states,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "max_consecutive_failures": self.max_consecutive_failures,
+            },
+        )
+
+    def _event(self, status: str, message: str, job: Any = None) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": status,
+                "issuance_job_id": self.issuance_job_id,
+                "merchant_id": self.merchant_id,
+                "job": None if job is None else summarize_job(job),
+                "message": message,
+            }
+        )
+
+    sleep = staticmethod(asyncio.sleep)
+
+    def _client(self) -> httpx.AsyncClient:
+        """The HTTP client for one run (closed when the run ends, however it ends)."""
+        return httpx.AsyncClient(verify=_ssl_context())
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            event = await self._wait()
+        except Exception as exc:  # anything unforeseen still ends in one event naming it
+            event = self._event("error", f"Trigger failed: {type(exc).__name__}: {exc}")
+        yield event
+
+    async def _wait(self) -> TriggerEvent:
+        """Poll until the job is done, goes astray, fails for good, or the deadline passes."""
+        hook = ThanxHook(self.thanx_conn_id)
+        job_id, failures, seen = self.issuance_job_id, 0, None
+        async with self._client() as client:
+            while True:
+                try:
+                    job = await hook.aget_issuance_job(job_id, self.merchant_id, client=client)
+                except RewardsApiError as exc:
+                    failures += 1
+                    if exc.is_client_error or failures >= self.max_consecutive_failures:
+                        tries = "" if exc.is_client_error else f" ({failures} failed polls in a row)"
+                        return self._event("error", f"{exc}{tries}")
+                    self.log.warning("Poll %d of job %s failed, will poll again: %s", failures, job_id, exc)
+                except RewardsError as exc:  # a misconfigured connection or an invalid id
+                    return self._event("error", str(exc))
+                else:
+                    failures = 0
+                    state = job.get("state")
+                    if (state, job.get("progress_percent")) != seen:
+                        seen = (state, job.get("progress_percent"))
+                        self.log.info("Issuance job %s: state %s, %s%% done", job_id, *seen)
+                    verdict = classify_state(state, self.target_states, self.waiting_states)
+                    if verdict == "done":
+                        return self._event("success", f"Issuance job {job_id} is {state}", job)
+                    if verdict == "unexpected":
+                        expected = expected_states(self.target_states, self.waiting_states)
+                        message = f"Issuance job {job_id} is in state {state!r}, expected {expected}"
+                        return self._event("error", message, job)
+                delay = self.poll_interval if not failures else min(self.poll_interval * 2**failures, MAX_POLL_BACKOFF)
+                if self.end_time is not None:
+                    remaining = self.end_time - time.time()
+                    if remaining <= 0:
+                        last = f"still {seen[0]}" if seen else "never read successfully"
+                        return self._event("timeout", f"Issuance job {job_id} was {last} at the deadline")
+                    delay = min(delay, remaining)
+                await self.sleep(delay)

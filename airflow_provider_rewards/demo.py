@@ -129,6 +129,7 @@ class DagRunResult:
     succeeded: bool
     output: str
     seconds: float
+    run_id: str | None = None
 
 
 def run_dag(
@@ -141,9 +142,20 @@ def run_dag(
     started = time.monotonic()
     done = airflow(*args, env=env, timeout=timeout)
     output = done.stdout + done.stderr
-    finished = re.search(rf"DagRun Finished: dag_id={re.escape(dag_id)},.*? state=(\w+),", output)
-    succeeded = done.returncode == 0 and finished is not None and finished.group(1) == "success"
-    return DagRunResult(succeeded, output, time.monotonic() - started)
+    finished = re.search(rf"DagRun Finished: dag_id={re.escape(dag_id)},.*? run_id=([^,]+),.*? state=(\w+),", output)
+    succeeded = done.returncode == 0 and finished is not None and finished.group(2) == "success"
+    return DagRunResult(succeeded, output, time.monotonic() - started, finished.group(1) if finished else None)
+
+
+def task_states(dag_id: str, run_id: str, env: Mapping[str, str]) -> dict[str, list[str]]:
+    """``{task_id: [state of each (mapped) instance]}`` of a finished run, from the metadata database."""
+    done = airflow("tasks", "states-for-dag-run", dag_id, run_id, "-o", "json", env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow tasks states-for-dag-run failed:\n{done.stderr[-3000:]}")
+    states: dict[str, list[str]] = {}
+    for row in json.loads(done.stdout[done.stdout.index("[") :]):
+        states.setdefault(row["task_id"], []).append(row["state"])
+    return states
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test lint demo sandbox bench clean
+.PHONY: install test lint demo sandbox bench chaos screenshots clean
 
 $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,21 @@ demo: install
 
 sandbox: install
 	$(BIN)/rewards-sandbox --seed-demo
+
+# Benchmarks against what users write today; BENCH_QUICK=1 for a run of about a minute.
+bench: install
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python bench/run_all.py
+
+# The long chaos run: the teardown DAG under injected faults over CHAOS_SEEDS seeds (make test runs a short one).
+CHAOS_SEEDS ?= 10
+chaos: install
+	CHAOS_SEEDS=$(CHAOS_SEEDS) $(BIN)/python -m pytest tests/chaos -m chaos -q
+
+# PNGs of the connection forms and the teardown graph under docs/img/ (needs Debian's chromium).
+screenshots: install
+	$(BIN)/python -m pip install --quiet -e ".[test,screenshots]"
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

@@ -196,6 +196,21 @@ class _RetryingTransport:
         )
         return delay
 
+    def _delay_after(
+        self, method: str, path: str, attempt: int, response: requests.Response | httpx.Response
+    ) -> float | None:
+        """``None`` for a 2xx/3xx response; otherwise the delay before the next attempt, or the error raised."""
+        if response.status_code < 400:
+            return None
+        return self._delay_or_raise(
+            method,
+            path,
+            attempt,
+            status=response.status_code,
+            body=response.text,
+            retry_after=response.headers.get("Retry-After"),
+        )
+
     def _decode(self, response: requests.Response | httpx.Response, method: str, path: str) -> Any:
         """The response's JSON (``None`` for an empty body); a non-JSON body is an API error."""
         if not response.content.strip():
@@ -259,16 +274,9 @@ class Transport(_RetryingTransport):
             except NETWORK_ERRORS as exc:
                 delay = self._delay_or_raise(method, path, attempt, status=None, body=self._network_failure(exc))
             else:
-                if response.status_code < 400:
+                delay = self._delay_after(method, path, attempt, response)
+                if delay is None:
                     return response
-                delay = self._delay_or_raise(
-                    method,
-                    path,
-                    attempt,
-                    status=response.status_code,
-                    body=response.text,
-                    retry_after=response.headers.get("Retry-After"),
-                )
             self.sleep(delay)
 
     def request_json(
@@ -314,16 +322,9 @@ class AsyncTransport(_RetryingTransport):
             except ASYNC_NETWORK_ERRORS as exc:
                 delay = self._delay_or_raise(method, path, attempt, status=None, body=self._network_failure(exc))
             else:
-                if response.status_code < 400:
+                delay = self._delay_after(method, path, attempt, response)
+                if delay is None:
                     return response
-                delay = self._delay_or_raise(
-                    method,
-                    path,
-                    attempt,
-                    status=response.status_code,
-                    body=response.text,
-                    retry_after=response.headers.get("Retry-After"),
-                )
             await self.sleep(delay)
 
     async def request_json(self, method: str, path: str, *, params: Mapping[str, str] | None = None) -> Any:

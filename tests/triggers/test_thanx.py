@@ -33,6 +33,20 @@ def answers(monkeypatch):
     return queue, seen
 
 
+@pytest.fixture
+def one_request_per_poll(monkeypatch):
+    """``thanx_default`` with transport retries off, so every failed request is a failed poll."""
+    set_connection(
+        monkeypatch,
+        "thanx_default",
+        conn_type="thanx",
+        host=THANX_URL,
+        login="c",
+        password=SECRETS[0],
+        extra={"max_retries": 0},
+    )
+
+
 def trigger(**overrides) -> ThanxIssuanceJobTrigger:
     return ThanxIssuanceJobTrigger(
         **{"issuance_job_id": "job_1", "merchant_id": THANX_MERCHANT, "poll_interval": 0, **overrides}
@@ -131,16 +145,7 @@ async def test_deadline_gives_a_timeout_event(thanx_conn, answers):
     assert len(answers[1]) >= 2
 
 
-async def test_consecutive_failure_budget_ends_the_wait(monkeypatch, answers, sleeps):
-    set_connection(
-        monkeypatch,
-        "thanx_default",
-        conn_type="thanx",
-        host=THANX_URL,
-        login="c",
-        password=SECRETS[0],
-        extra={"max_retries": 0},
-    )
+async def test_consecutive_failure_budget_ends_the_wait(one_request_per_poll, answers, sleeps):
     answers[0].extend([httpx.Response(503), job("revoking"), httpx.Response(502), httpx.Response(500)])
     event = await only_event(trigger(max_consecutive_failures=3))
     assert event["status"] == "error"
@@ -148,16 +153,7 @@ async def test_consecutive_failure_budget_ends_the_wait(monkeypatch, answers, sl
     assert len(answers[1]) == 5  # the success in between reset the count
 
 
-async def test_failed_polls_back_off_exponentially(monkeypatch, answers):
-    set_connection(
-        monkeypatch,
-        "thanx_default",
-        conn_type="thanx",
-        host=THANX_URL,
-        login="c",
-        password=SECRETS[0],
-        extra={"max_retries": 0},
-    )
+async def test_failed_polls_back_off_exponentially(one_request_per_poll, monkeypatch, answers):
     waits: list[float] = []
 
     async def record(seconds: float) -> None:

@@ -15,12 +15,12 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED)
 
 test: install
-	$(BIN)/ruff check airflow_provider_rewards tests dags bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check airflow_provider_rewards tests dags bench
-	$(BIN)/ruff format --check airflow_provider_rewards tests dags bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 demo: install
 	$(BIN)/python -m airflow_provider_rewards.demo

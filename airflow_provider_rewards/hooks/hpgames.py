@@ -148,7 +148,10 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
         With ``reward_configuration_id`` (UUID) or ``external_reward_configuration_id`` (not both)
         only that configuration's rewards are cancelled; without, all the players' rewards.
         """
-        payload: dict[str, Any] = {"playerIds": _id_list(player_ids, "player_ids", uuid=False)}
+        players = _id_list(player_ids, "player_ids", uuid=False)
+        if players is None:  # never a query without players: it could match every player's rewards
+            raise RewardsInputError("player_ids is required: the players whose rewards are cancelled")
+        payload: dict[str, Any] = {"playerIds": players}
         payload.update(self._configuration_filter(reward_configuration_id, external_reward_configuration_id))
         self._post("bulkCancelByQuery", payload)
 

@@ -17,6 +17,17 @@ from airflow_provider_rewards.triggers.thanx import DEFAULT_POLL_INTERVAL, Thanx
 from airflow_provider_rewards.utils.validation import require_path_id
 
 
+def _states(value: object, field: str) -> tuple[str, ...]:
+    """A list of job state names (not one string, which would read as a list of letters)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise RewardsInputError(
+            f"{field} must be a list of job states such as ('revoked',), got {type(value).__name__} {value!r:.60}"
+        )
+    if not all(isinstance(state, str) and state for state in value):
+        raise RewardsInputError(f"{field} must hold job state names (non-empty strings), got {value!r:.60}")
+    return tuple(value)
+
+
 class ThanxIssuanceJobSensor(BaseSensorOperator):
     """Wait until an issuance job reads one of ``target_states`` (default: ``revoked``).
 
@@ -59,8 +70,8 @@ class ThanxIssuanceJobSensor(BaseSensorOperator):
         self.issuance_job_id = issuance_job_id
         self.merchant_id = merchant_id
         self.thanx_conn_id = thanx_conn_id
-        self.target_states = tuple(target_states)
-        self.waiting_states = tuple(waiting_states)
+        self.target_states = _states(target_states, "target_states")
+        self.waiting_states = _states(waiting_states, "waiting_states")
         self.deferrable = deferrable
         if not self.target_states:
             raise RewardsInputError("target_states must name at least one state, e.g. ('revoked',)")

@@ -16,7 +16,8 @@ from airflow_provider_rewards.exceptions import RewardsInputError
 
 UUID_EXAMPLE = "6d181739-a4c4-4932-a3de-0a980bfee707"
 MAX_ID_LENGTH = 256
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Used with fullmatch: "$" alone would also accept a UUID followed by a newline.
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_SHOWN = 60
 
@@ -31,7 +32,7 @@ def require_uuid(value: object, field: str) -> str:
     """Return ``value`` as a lowercase canonical UUID string, or raise naming ``field``."""
     if not isinstance(value, str):
         raise RewardsInputError(f"{field} must be a UUID string, got {type(value).__name__} {_show(value)}")
-    if not _UUID_RE.match(value):
+    if not _UUID_RE.fullmatch(value):
         raise RewardsInputError(
             f"{field} must be a UUID like {UUID_EXAMPLE} (8-4-4-4-12 hex digits), got {_show(value)}"
         )
@@ -52,6 +53,10 @@ def require_id(value: object, field: str) -> str:
         raise RewardsInputError(f"{field} has leading or trailing whitespace: {_show(value)}; remove it")
     if _CONTROL_RE.search(value):
         raise RewardsInputError(f"{field} contains control characters: {_show(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. "\ud800" in JSON conf: it could never be sent as given
+        raise RewardsInputError(f"{field} is not valid Unicode text (a lone surrogate): {_show(value)}") from None
     if len(value) > MAX_ID_LENGTH:
         raise RewardsInputError(f"{field} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}")
     return value
@@ -100,6 +105,8 @@ def parse_id_list(value: object, field: str) -> list[Any]:
                 f"{field} must be a list or a JSON array string, got the string {_show(value)}; "
                 "render lists from Jinja with '| tojson'"
             ) from None
+        except RecursionError:
+            raise RewardsInputError(f"{field} is a JSON array nested too deeply to read: {_show(value)}") from None
         if not isinstance(parsed, list):
             raise RewardsInputError(f"{field} must be a JSON array, got JSON {type(parsed).__name__}")
         return parsed

@@ -82,6 +82,7 @@ def test_read_rewards_flattens_the_documented_nested_array(hpgames_conn, request
         (lambda h: h.bulk_cancel_rewards(reward_ids=[R1, "x"]), r"reward_ids\[1\] must be a UUID"),
         (lambda h: h.bulk_cancel_rewards(external_ids="e1"), "external_ids must be a list"),
         (lambda h: h.bulk_cancel_rewards_by_query([]), "player_ids must not be empty"),
+        (lambda h: h.bulk_cancel_rewards_by_query(None), "player_ids is required"),
         (
             lambda h: h.bulk_cancel_rewards_by_query(
                 ["p"], reward_configuration_id=CONFIG, external_reward_configuration_id="x"

@@ -122,6 +122,20 @@ def test_static_bad_job_id_fails_when_the_dag_is_parsed():
         sensor(issuance_job_id="..")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target_states": "revoked"}, "target_states must be a list of job states such as"),
+        ({"waiting_states": None}, "waiting_states must be a list of job states"),
+        ({"target_states": ["revoked", ""]}, "target_states must hold job state names"),
+        ({"target_states": []}, "target_states must name at least one state"),
+    ],
+)
+def test_bad_state_lists_fail_when_the_dag_is_parsed(kwargs, message):
+    with pytest.raises(RewardsInputError, match=message):
+        sensor(**kwargs)
+
+
 def test_templated_job_id_is_validated_after_rendering(thanx_conn, requests_mock):
     s = sensor(issuance_job_id="{{ params.job }}", deferrable=False)
     s.issuance_job_id = " "  # what rendering produced

@@ -10,8 +10,8 @@ Flow:
 2. ``wait_until_revoked``: a deferrable sensor per job, so waiting holds no worker slot.
 3. ``cancel_rewards_by_id``, ``cancel_rewards_by_external_id``, ``cancel_rewards_by_player``:
    batched HPGames cancellations, in parallel with the Thanx branch.
-4. ``teardown_report``: reads every state back and fails, naming what is left, if anything
-   targeted is still live.
+4. ``teardown_report``: runs even when a task before it failed, reads every state back and fails,
+   naming what is left, if anything targeted is still live (or if any task failed).
 
 An empty list skips its branch. ``dry_run`` validates and logs everything that would be done
 and changes nothing. Running the DAG twice is safe: the second run finds everything torn down.
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # Seconds between polls of a revoking job. 60 s is polite to the Thanx API; the demo lowers it.
 POLL_INTERVAL = float(os.environ.get("REWARDS_TEARDOWN_POLL_INTERVAL", "60"))
+# Seconds before a failed task is tried again (twice at most). 60 s gives a struggling API room; tests lower it.
+RETRY_DELAY = float(os.environ.get("REWARDS_TEARDOWN_RETRY_DELAY", "60"))
 
 
 def id_list(title: str, default: list[str], description: str) -> Param:
@@ -52,7 +54,7 @@ with DAG(
     schedule=None,  # on demand. For a nightly teardown: schedule="0 3 * * *" (catchup stays off)
     catchup=False,
     render_template_as_native_obj=True,  # "{{ params.x }}" renders to the list/bool itself, not a string
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=RETRY_DELAY)},
     tags=["rewards", "teardown", "thanx", "hpgames"],
     params={
         "thanx_merchant_id": Param("k2lye10h32l5wzo", type="string", title="Thanx merchant id"),
@@ -130,9 +132,10 @@ with DAG(
         dry_run="{{ params.dry_run }}",
     )
 
-    @task(trigger_rule="none_failed")
-    def teardown_report(params: dict[str, Any]) -> dict[str, Any]:
-        """Read every targeted job and reward back; fail naming whatever is still live."""
+    # all_done: the report runs even after a failed task, so a failed teardown always says what is left.
+    @task(trigger_rule="all_done")
+    def teardown_report(params: dict[str, Any], ti: Any = None) -> dict[str, Any]:
+        """Read every targeted job and reward back; fail naming whatever is still live, or if a task failed."""
         thanx, hpgames = ThanxHook(), HPGamesHook()
         merchant = params["thanx_merchant_id"]
         jobs_left = {
@@ -155,12 +158,17 @@ with DAG(
             }
         )
         report = {"dry_run": params["dry_run"], "jobs_not_revoked": jobs_left, "rewards_still_live": rewards_left}
+        failed = 0 if ti is None else ti.get_ti_count(ti.dag_id, run_ids=[ti.run_id], states=["failed"])
+        failed_tasks = f"{failed} task instance(s) of this run failed; see their logs" if failed else ""
         if params["dry_run"]:
             log.info("Dry run: would tear down %d jobs, %d live rewards: %s", len(jobs_left), len(rewards_left), report)
         elif jobs_left or rewards_left:
-            raise AirflowFailException(f"Teardown incomplete: {report}")
+            raise AirflowFailException(f"Teardown incomplete: {report}" + (f". {failed_tasks}" if failed else ""))
         else:
             log.info("Teardown complete: every targeted job is revoked and no targeted reward is live")
+        if failed:  # e.g. an id that failed validation or that HPGames refused: never report success over it
+            done = "The dry run listed what is left" if params["dry_run"] else "Nothing targeted is left to tear down"
+            raise AirflowFailException(f"{done}, but {failed_tasks}")
         return report
 
     [wait, cancel_by_id, cancel_by_external_id, cancel_by_player] >> teardown_report()

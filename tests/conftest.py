@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +129,43 @@ def assert_sent(request, method: str, url: str, body: bytes | None = None, heade
     for name, value in (headers or {}).items():
         assert request.headers.get(name) == value, name
     assert request.body == body
+
+
+@pytest.fixture
+def planted_secrets() -> dict[str, str]:
+    """Distinctive per-test values of both secrets, for end-to-end runs that then scan for leaks."""
+    return {
+        "thanx access token": f"thanx-tok-SECRETSCAN-{secrets.token_hex(6)}",
+        "hpgames secret": f"hpgames-sec-SECRETSCAN-{secrets.token_hex(6)}",
+    }
+
+
+@pytest.fixture
+def planted_credentials(planted_secrets) -> Any:
+    """The sandbox's demo credentials with the two secrets replaced by ``planted_secrets``."""
+    from airflow_provider_rewards.demo import Credentials
+
+    demo = Credentials.demo()
+    return Credentials(
+        thanx_client_id=demo.thanx_client_id,
+        thanx_access_token=planted_secrets["thanx access token"],
+        thanx_merchant_id=demo.thanx_merchant_id,
+        hpgames_merchant_id=demo.hpgames_merchant_id,
+        hpgames_secret=planted_secrets["hpgames secret"],
+    )
+
+
+@pytest.fixture(scope="session")
+def migrated_airflow_home(tmp_path_factory) -> Path:
+    """An AIRFLOW_HOME with a migrated SQLite metadata database, made once per session to copy from."""
+    from tests.chaos.harness import template_home
+
+    return template_home(tmp_path_factory.mktemp("migrated"))
+
+
+@pytest.fixture
+def fresh_airflow_home(migrated_airflow_home, tmp_path) -> Path:
+    """A new AIRFLOW_HOME holding a copy of the migrated database and nothing else."""
+    from tests.chaos.harness import fresh_home
+
+    return fresh_home(migrated_airflow_home, tmp_path / "airflow-home")

@@ -1,0 +1,165 @@
+"""Run the flagship teardown DAG with ``airflow dags test`` against a sandbox, and judge what it did.
+
+Shared by the chaos runs (``tests/chaos``) and the secret scan (``tests/security``):
+
+* :func:`template_home` migrates one SQLite metadata database; :func:`fresh_home` copies it, so every run
+  gets its own ``AIRFLOW_HOME`` (logs and database hold that run only) without paying for a migration.
+* :func:`teardown_env` builds the Airflow environment with snappy transport settings in both connections'
+  extras and short task retries (``REWARDS_TEARDOWN_RETRY_DELAY``), so faults cost seconds, not minutes.
+* :func:`incomplete_report` reads the report the DAG's ``teardown_report`` task failed with.
+* :func:`verdict_problems` checks a run against the sandbox's own account of what is left.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_rewards.demo import Credentials, DagRunResult, TeardownReport, airflow_env, migrate
+
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+RETRY_DELAY_ENV = "REWARDS_TEARDOWN_RETRY_DELAY"
+CONNECTION_VARIABLES = ("AIRFLOW_CONN_THANX_DEFAULT", "AIRFLOW_CONN_HPGAMES_DEFAULT")
+#: Transport settings for runs against a local sandbox: the first backoff 0.1 s (doubling, capped at 1 s),
+#: the default 5 retries, and short timeouts (a dropped connection is noticed at once anyway).
+FAST_TRANSPORT: dict[str, Any] = {
+    "retry_backoff": 0.1,
+    "retry_backoff_max": 1.0,
+    "connect_timeout": 5,
+    "read_timeout": 15,
+}
+INCOMPLETE = "Teardown incomplete: "
+
+
+def template_home(root: Path) -> Path:
+    """A migrated ``AIRFLOW_HOME`` under ``root`` to copy from (see :func:`fresh_home`)."""
+    home = root / "template-home"
+    home.mkdir(parents=True)
+    migrate(airflow_env(home, DAGS_FOLDER, "http://127.0.0.1:9", Credentials.demo()))
+    return home
+
+
+def fresh_home(template: Path, home: Path) -> Path:
+    """A new ``AIRFLOW_HOME`` holding a copy of the template's migrated database and nothing else."""
+    home.mkdir(parents=True)
+    shutil.copy2(template / "airflow.db", home / "airflow.db")
+    return home
+
+
+def teardown_env(
+    home: Path,
+    base_url: str,
+    credentials: Credentials,
+    *,
+    dags_folder: Path = DAGS_FOLDER,
+    poll_interval: float = 0.5,
+    retry_delay: float = 1.0,
+    transport: Mapping[str, Any] = FAST_TRANSPORT,
+) -> dict[str, str]:
+    """:func:`airflow_env`, plus ``transport`` in both connections' extras and a short task retry delay."""
+    env = airflow_env(
+        home, dags_folder, base_url, credentials, poll_interval=poll_interval, extra={RETRY_DELAY_ENV: str(retry_delay)}
+    )
+    for variable in CONNECTION_VARIABLES:
+        connection = json.loads(env[variable])
+        connection["extra"] = {**connection.get("extra", {}), **transport}
+        env[variable] = json.dumps(connection)
+    return env
+
+
+def incomplete_report(output: str) -> dict[str, Any] | None:
+    """The report dict of the last ``Teardown incomplete: {...}`` failure in ``output``, or None."""
+    start = output.rfind(INCOMPLETE)
+    if start == -1:
+        return None
+    text = output[start + len(INCOMPLETE) :]
+    depth = 0
+    for end, char in enumerate(text):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0:
+            return ast.literal_eval(text[: end + 1])
+    raise AssertionError(f"unterminated report after {INCOMPLETE!r}: {text[:500]!r}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run, for the per-seed record."""
+
+    seed: int
+    transport_retries: int
+    succeeded: bool
+    seconds: float
+    faults: dict[str, int]
+    requests: int
+    task_retries: int
+    left: list[str]
+
+    def line(self) -> str:
+        verdict = "success, clean" if self.succeeded else f"FAILED naming what is left: {', '.join(self.left)}"
+        return (
+            f"seed {self.seed} (max_retries={self.transport_retries}): {verdict}; {self.seconds:.1f}s; "
+            f"{self.requests} vendor requests, faults injected {dict(sorted(self.faults.items()))}, "
+            f"task retries {self.task_retries}"
+        )
+
+
+def task_retries(output: str) -> int:
+    """How many task tries of a ``dags test`` run failed and were retried."""
+    return output.count("new_state=up_for_retry")
+
+
+def reward_names(before: Mapping[str, Any], merchant_id: str, reward_id: str) -> set[str]:
+    """Every name the DAG may use for a reward: its id (any case) and its external id."""
+    reward = before["hpgames"]["merchants"][merchant_id]["rewards"][reward_id]
+    return {reward_id.lower(), reward["externalId"]}
+
+
+def verdict_problems(
+    result: DagRunResult,
+    report: TeardownReport,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    hpgames_merchant_id: str,
+    thanx_merchant_id: str,
+) -> list[str]:
+    """What is wrong with a run, judged against the sandbox's state (``report`` from ``teardown_report``).
+
+    * Nothing outside the targets changed, ever.
+    * A successful DAG run left nothing targeted undone.
+    * A failed DAG run failed with the report task's ``Teardown incomplete`` message, which names every job
+      and reward still left, and names nothing that was done (a job it names may only have finished revoking
+      after the report read it: then it names it ``revoking``).
+    """
+    problems = [f"changed but not targeted: {item}" for item in report.collateral]
+    if result.succeeded:
+        if report.jobs_left or report.rewards_left:
+            problems.append(f"the DAG run succeeded, but the teardown is not done:\n{report.render()}")
+        return problems
+    if not (report.jobs_left or report.rewards_left):
+        # Everything was torn down, yet a task failed: allowed (a failure is never hidden), nothing to name.
+        return problems
+    named = incomplete_report(result.output)
+    if named is None:
+        return [*problems, f"the DAG run failed without a '{INCOMPLETE}' report naming what is left"]
+    jobs_named: dict[str, str] = named["jobs_not_revoked"]
+    rewards_named = " ".join(named["rewards_still_live"]).lower()
+    for job_id, state in report.jobs_left.items():
+        if job_id not in jobs_named:
+            problems.append(f"job {job_id} is {state} but the failure does not name it: {named}")
+    for reward_id in report.rewards_left:
+        if not any(name.lower() in rewards_named for name in reward_names(before, hpgames_merchant_id, reward_id)):
+            problems.append(f"reward {reward_id} is live but the failure does not name it: {named}")
+    jobs_after = after["thanx"]["merchants"][thanx_merchant_id]["issuance_jobs"]
+    for job_id, state in jobs_named.items():
+        if job_id not in report.jobs_left and not (state == "revoking" and jobs_after[job_id]["state"] == "revoked"):
+            problems.append(f"the failure names job {job_id} ({state}), which is {jobs_after[job_id]['state']}")
+    live_names = set().union(*(reward_names(before, hpgames_merchant_id, rid) for rid in report.rewards_left))
+    for entry in named["rewards_still_live"]:
+        if entry.split(" (player ")[0].lower() not in {name.lower() for name in live_names}:
+            problems.append(f"the failure names reward {entry}, which is not live")
+    return problems

@@ -17,7 +17,6 @@ answers, and the SQLite database file itself. The scan's own tests below show th
 
 from __future__ import annotations
 
-import secrets as random_secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,6 @@ import requests
 
 from airflow_provider_rewards.demo import Credentials, airflow_env, migrate
 from airflow_provider_rewards.sandbox import (
-    DEMO_HPGAMES_MERCHANT_ID,
     DEMO_THANX_CLIENT_ID,
     DEMO_THANX_COMPLETED_JOB_IDS,
     DEMO_THANX_MERCHANT_ID,
@@ -93,26 +91,6 @@ class SandboxClock:
         self.offset += seconds
 
 
-@pytest.fixture
-def planted_secrets() -> dict[str, str]:
-    """Distinctive, per-run values of both secrets the connections hold."""
-    return {
-        "thanx access token": f"thanx-tok-SECRETSCAN-{random_secrets.token_hex(6)}",
-        "hpgames secret": f"hpgames-sec-SECRETSCAN-{random_secrets.token_hex(6)}",
-    }
-
-
-@pytest.fixture
-def credentials(planted_secrets) -> Credentials:
-    return Credentials(
-        thanx_client_id=DEMO_THANX_CLIENT_ID,
-        thanx_access_token=planted_secrets["thanx access token"],
-        thanx_merchant_id=DEMO_THANX_MERCHANT_ID,
-        hpgames_merchant_id=DEMO_HPGAMES_MERCHANT_ID,
-        hpgames_secret=planted_secrets["hpgames secret"],
-    )
-
-
 def seed_with(credentials: Credentials) -> dict[str, Any]:
     """The demo seed with the demo Thanx access token and HPGames secret replaced by ``credentials``'."""
     seed = demo_seed()
@@ -130,9 +108,9 @@ def clock() -> SandboxClock:
 
 
 @pytest.fixture
-def sandbox(credentials, clock) -> Iterator[SandboxServer]:
+def sandbox(planted_credentials, clock) -> Iterator[SandboxServer]:
     """The sandbox (127.0.0.1, free port) on the test's clock, seeded with the planted secrets."""
-    seed = seed_with(credentials)
+    seed = seed_with(planted_credentials)
     server = SandboxServer(SandboxConfig(seed=seed, revoke_seconds=REVOKE_SECONDS), host="127.0.0.1", port=0)
     server.state = SandboxState(seed, revoke_seconds=REVOKE_SECONDS, clock=clock)
     with server:
@@ -145,12 +123,12 @@ def deadline() -> Deadline:
 
 
 @pytest.fixture
-def airflow_stack(tmp_path, sandbox, credentials, deadline) -> Iterator[AirflowStack]:
+def airflow_stack(tmp_path, sandbox, planted_credentials, deadline) -> Iterator[AirflowStack]:
     """A migrated SQLite ``AIRFLOW_HOME`` and the four components, always stopped at teardown."""
     port = free_port()
     home = tmp_path / "airflow-home"
     home.mkdir()
-    env = airflow_env(home, DAGS_FOLDER, sandbox.base_url, credentials, extra=stack_settings(port))
+    env = airflow_env(home, DAGS_FOLDER, sandbox.base_url, planted_credentials, extra=stack_settings(port))
     migrate(env)
     stack = AirflowStack(env, port, tmp_path / "components")
     try:

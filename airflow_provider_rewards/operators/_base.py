@@ -18,7 +18,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError
-from airflow_provider_rewards.utils.inputs import chunks, has_jinja
+from airflow_provider_rewards.utils.inputs import chunks, count_batches, has_jinja
 
 SUMMARY_XCOM_KEY = "summary"
 ITEM_REJECTION_STATUSES = frozenset({400, 404, 409, 410, 422})
@@ -150,21 +150,21 @@ class BatchRunner:
 
     def run(self, ids: Sequence[str]) -> None:
         """Send every batch; raise :class:`BatchRunFailed` at the first failure that is not about an id."""
-        batches = list(chunks(ids, self.batch_size))
-        for number, batch in enumerate(batches, 1):
+        total = count_batches(len(ids), self.batch_size)  # batches are sliced one at a time, not all up front
+        for number, batch in enumerate(chunks(ids, self.batch_size), 1):
             done_before, rejected_before = self.done, len(self.rejections)
             try:
                 self._send(list(batch))
             except _RequestFailed as failed:
-                raise self._failure(ids, number, len(batches), len(batch), done_before, rejected_before, failed) from (
+                raise self._failure(ids, number, total, len(batch), done_before, rejected_before, failed) from (
                     failed.error
                 )
             rejected = len(self.rejections) - rejected_before
             self.log.info(
                 "batch %d/%d (%d%%): %d %s%s",
                 number,
-                len(batches),
-                number * 100 // len(batches),
+                total,
+                number * 100 // total,
                 self.done - done_before,
                 self.done_label,
                 f", {rejected} rejected" if rejected else "",

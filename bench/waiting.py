@@ -1,0 +1,587 @@
+"""Waiting at scale: K concurrent ``ThanxIssuanceJobTrigger`` runs in one event loop versus ``HttpSensorTrigger``.
+
+Setup: the sandbox runs in its own process, seeded with K (+ warm-up) completed issuance jobs, and
+``--revoke-seconds`` long enough that every job still reads ``revoking`` when the run ends. The
+parent revokes every job first (``POST .../revoke``, 202 ``revoking``), as the revoke operator does
+before it defers.
+
+Each side then runs in a fresh interpreter, one asyncio event loop, the way the triggerer runs
+triggers: K trigger instances are created one at a time with ``await asyncio.sleep(0)`` around each
+``create_task`` (as ``TriggerRunner.create_triggers`` does), each task consuming ``trigger.run()``.
+
+* ours: ``ThanxIssuanceJobTrigger(job, merchant, poll_interval=P).run()`` (connection
+  ``thanx_default`` from ``AIRFLOW_CONN_THANX_DEFAULT``); every poll reads 200 ``revoking``.
+* baseline: ``airflow.providers.http.triggers.http.HttpSensorTrigger(endpoint=..., method="GET",
+  poke_interval=P)`` on the same endpoint (``GET /partner/issuance_jobs/<id>?merchant_id=``, same
+  Thanx headers, an ``http`` connection to the same sandbox). ``HttpSensorTrigger`` waits for "not
+  404", so it polls ids that do not exist (yet): every poll is a 404, its only way to keep waiting.
+  Its polls go through the same routing, authentication and lookup in the sandbox; the answer is
+  smaller than a job, which favours the baseline.
+
+Measured in the client process only: RSS after every trigger completed ``--settle-polls`` polls
+minus RSS before the first was created, per trigger; CPU seconds (``time.process_time()``) over a
+steady window divided by the polls completed in it (a poll = one call of
+``ThanxHook.aget_issuance_job`` / ``HttpAsyncHook.run``, counted by a thin wrapper applied to both);
+event-loop lag as the oversleep of a ticker coroutine (``asyncio.sleep(0.01)``), worst over the
+whole run (startup included) and over the steady window. Logs go to a file, as in a triggerer.
+
+Usage: ``python bench/waiting.py [--k 1000] [--poll-interval S] [--window S]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c
+
+MERCHANT_ID = "k2lye10h32l5wzo"  # the sandbox demo Thanx merchant and credential (seed.DEMO_THANX_*)
+CLIENT_ID = "sandbox_demo_client"
+ACCESS_TOKEN = "sandbox_demo_access_token_7f3c9a21"
+THANX_HEADERS = {
+    "Authorization": f"Bearer {ACCESS_TOKEN}",
+    "X-ClientId": CLIENT_ID,
+    "Accept-Version": "v4.0",
+    "Content-Type": "application/json",
+}
+WARMUP = 20
+TICK = 0.01
+TARGET_RSS_KB = 30.0
+TARGET_CPU_RATIO = 1.0
+TARGET_LAG_MS = 100.0
+LAG_TARGET_K = 1000
+EXPERIMENTS = ("gc-freeze", "per-poll-client")
+
+
+def job_id(index: int) -> str:
+    return f"job_{index:06d}"
+
+
+def warm_job_id(index: int) -> str:
+    return f"warm_{index:03d}"
+
+
+def seed(k: int) -> dict[str, Any]:
+    jobs = [job_id(i) for i in range(k)] + [warm_job_id(i) for i in range(WARMUP)]
+    return {
+        "thanx": {
+            "merchants": [{"id": MERCHANT_ID, "name": "Pizza Company", "handle": "pizzacompany"}],
+            "credentials": [
+                {
+                    "client_id": CLIENT_ID,
+                    "access_token": ACCESS_TOKEN,
+                    "merchant_ids": [MERCHANT_ID],
+                    "scopes": ["rewards.issue"],
+                }
+            ],
+            "campaigns": [{"id": "camp_bench", "merchant_id": MERCHANT_ID, "variant_ids": ["var_bench"]}],
+            "issuance_jobs": [
+                {
+                    "id": job,
+                    "merchant_id": MERCHANT_ID,
+                    "campaign_id": "camp_bench",
+                    "variant_id": "var_bench",
+                    "state": "completed",
+                    "total_count": 100,
+                    "created_at": "2025-06-15T10:30:00Z",
+                }
+                for job in jobs
+            ],
+        }
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Child: one event loop, K triggers of one kind
+# ---------------------------------------------------------------------------------------------
+class Polls:
+    """Completed polls, in total and per trigger key; how many triggers reached ``settle`` polls."""
+
+    def __init__(self, settle: int) -> None:
+        self.settle = settle
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = 0
+        self.per_key: dict[str, int] = {}
+        self.first = 0
+        self.settled = 0
+        self.latencies: list[float] = []
+
+    def done(self, key: str, seconds: float) -> None:
+        self.total += 1
+        self.latencies.append(seconds)
+        count = self.per_key[key] = self.per_key.get(key, 0) + 1
+        if count == 1:
+            self.first += 1
+        if count == self.settle:
+            self.settled += 1
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values) or [0.0]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+class Ticker:
+    """Oversleep of ``asyncio.sleep(TICK)``, i.e. how long the loop was busy elsewhere, per stage."""
+
+    def __init__(self) -> None:
+        self.lags: dict[str, list[float]] = {}
+        self.stage = "idle"
+
+    async def run(self) -> None:
+        import asyncio
+
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(TICK)
+            self.lags.setdefault(self.stage, []).append(time.perf_counter() - before - TICK)
+
+    def summary(self, stage: str) -> dict[str, float]:
+        lags = sorted(self.lags.get(stage) or [0.0])
+        return {"max_ms": lags[-1] * 1000, "p99_ms": lags[int(len(lags) * 0.99)] * 1000, "ticks": len(lags)}
+
+
+class GcWatch:
+    """Pauses of the cyclic garbage collector (``gc.callbacks``), by generation, per ticker stage."""
+
+    def __init__(self, ticker: Ticker) -> None:
+        self.ticker = ticker
+        self.started = 0.0
+        self.pauses: dict[str, dict[int, list[float]]] = {}
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            stage = self.pauses.setdefault(self.ticker.stage, {0: [], 1: [], 2: []})
+            stage[info["generation"]].append(time.perf_counter() - self.started)
+
+    def summary(self, stage: str) -> dict[str, Any]:
+        pauses = self.pauses.get(stage, {})
+        full = pauses.get(2, [])
+        young = pauses.get(0, []) + pauses.get(1, [])
+        return {
+            "gen2_count": len(full),
+            "gen2_max_ms": max(full, default=0.0) * 1000,
+            "young_max_ms": max(young, default=0.0) * 1000,
+        }
+
+
+def instrument(kind: str, polls: Polls, experiments: list[str] = ()):
+    """Count completed polls with the same thin wrapper on both sides; return ``make(key) -> trigger``."""
+    poll_interval = float(os.environ["BENCH_POLL_INTERVAL"])
+    if kind == "ours":
+        from airflow_provider_rewards.hooks.thanx import ThanxHook
+        from airflow_provider_rewards.triggers.thanx import ThanxIssuanceJobTrigger
+
+        original = ThanxHook.aget_issuance_job
+
+        async def counted(self, job, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return await original(self, job, *args, **kwargs)
+            finally:
+                polls.done(job, time.perf_counter() - started)
+
+        ThanxHook.aget_issuance_job = counted
+        if "per-poll-client" in experiments:
+            import httpx
+
+            from airflow_provider_rewards.triggers.thanx import _ssl_context
+
+            class PerPollClient:
+                """Stands in for the per-run client: every request gets its own AsyncClient, closed at once."""
+
+                async def __aenter__(self) -> PerPollClient:
+                    return self
+
+                async def __aexit__(self, *exc_info: object) -> None:
+                    return None
+
+                async def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
+                    async with httpx.AsyncClient(verify=_ssl_context()) as client:
+                        return await client.request(*args, **kwargs)
+
+            ThanxIssuanceJobTrigger._client = lambda self: PerPollClient()
+
+        def make(key: str):
+            return ThanxIssuanceJobTrigger(issuance_job_id=key, merchant_id=MERCHANT_ID, poll_interval=poll_interval)
+
+        return make
+
+    from airflow.providers.http.hooks.http import HttpAsyncHook
+    from airflow.providers.http.triggers.http import HttpSensorTrigger
+
+    original = HttpAsyncHook.run
+
+    async def counted(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            polls.done(kwargs["endpoint"], time.perf_counter() - started)
+
+    HttpAsyncHook.run = counted
+
+    def make(key: str):
+        return HttpSensorTrigger(
+            endpoint=f"partner/issuance_jobs/missing_{key}",
+            http_conn_id="thanx_http",
+            method="GET",
+            data={"merchant_id": MERCHANT_ID},
+            headers=THANX_HEADERS,
+            poke_interval=poll_interval,
+        )
+
+    return make
+
+
+def child(args: Any) -> None:
+    import asyncio
+    import gc
+
+    c.raise_open_files_limit()
+    polls = Polls(args.settle_polls)
+    make = instrument(args.kind, polls, args.experiment)
+    ticker = Ticker()
+    gc_watch = GcWatch(ticker)
+    gc.callbacks.append(gc_watch)
+    events: list[Any] = []
+
+    async def consume(trigger) -> None:
+        async for event in trigger.run():
+            events.append(event.payload)
+
+    async def until(condition, timeout: float, what: str) -> float:
+        started = time.perf_counter()
+        while not condition():
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError(f"{what}: not reached within {timeout:.0f} s")
+            await asyncio.sleep(0.02)
+        return time.perf_counter() - started
+
+    async def stop(tasks) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def main() -> dict[str, Any]:
+        ticker_task = asyncio.create_task(ticker.run())
+        # Warm-up: lazy imports, the connection lookup machinery, the first client; not measured.
+        warm = [asyncio.create_task(consume(make(warm_job_id(i)))) for i in range(WARMUP)]
+        await until(lambda: polls.first >= WARMUP, 120, "warm-up")
+        await stop(warm)
+        polls.reset()
+        events.clear()
+        gc.collect()
+        await asyncio.sleep(0.5)
+
+        if "gc-freeze" in args.experiment:  # what a triggerer that froze its start-up heap would see
+            gc.freeze()
+        rss_before = c.rss_mb()
+        cpu_before = time.process_time()
+        started = time.perf_counter()
+        ticker.stage = "startup"
+        tasks = []
+        for index in range(args.k):  # the way TriggerRunner.create_triggers starts triggers
+            await asyncio.sleep(0)
+            trigger = make(job_id(index))
+            tasks.append(asyncio.create_task(consume(trigger)))
+            await asyncio.sleep(0)
+        created = time.perf_counter() - started
+        first = await until(lambda: polls.first >= args.k, 900, "first poll of every trigger")
+        cpu_started = time.process_time()
+        await until(lambda: polls.settled >= args.k, 900, f"{args.settle_polls} polls of every trigger")
+        settled = time.perf_counter() - started
+        rss_waiting = c.rss_mb()
+
+        ticker.stage = "steady"
+        cpu_a, polls_a, wall_a = time.process_time(), polls.total, time.perf_counter()
+        polls.latencies.clear()
+        rss_samples = []
+        while time.perf_counter() - wall_a < args.window:  # RSS sampled through the window; its median is used
+            await asyncio.sleep(min(0.5, max(0.0, args.window - (time.perf_counter() - wall_a))))
+            rss_samples.append(c.rss_mb())
+        cpu_b, polls_b, wall_b = time.process_time(), polls.total, time.perf_counter()
+        ticker.stage = "end"
+        rss_end = c.rss_mb()
+        finished = sum(task.done() for task in tasks)
+        statuses = sorted({str(event.get("status") if isinstance(event, dict) else event) for event in events})
+        await stop(tasks)
+        ticker_task.cancel()
+        steady, startup = ticker.summary("steady"), ticker.summary("startup")
+        gc_startup, gc_steady = gc_watch.summary("startup"), gc_watch.summary("steady")
+        return {
+            "kind": args.kind,
+            "k": args.k,
+            "poll_interval_s": float(os.environ["BENCH_POLL_INTERVAL"]),
+            "rss_before_mb": rss_before,
+            "rss_waiting_mb": rss_waiting,
+            "rss_end_mb": rss_end,
+            "rss_window_median_mb": statistics.median(rss_samples),
+            "rss_window_max_mb": max(rss_samples),
+            "rss_per_trigger_kb": (statistics.median(rss_samples) - rss_before) * 1024 / args.k,
+            "rss_per_trigger_max_kb": (max(rss_samples) - rss_before) * 1024 / args.k,
+            "create_s": created,
+            "all_first_poll_s": (first + created),
+            "settled_s": settled,
+            "cpu_per_start_ms": (cpu_started - cpu_before) * 1000 / args.k,
+            "window_s": wall_b - wall_a,
+            "window_polls": polls_b - polls_a,
+            "polls_per_s": (polls_b - polls_a) / (wall_b - wall_a),
+            "cpu_window_s": cpu_b - cpu_a,
+            "cpu_per_poll_us": (cpu_b - cpu_a) * 1e6 / max(1, polls_b - polls_a),
+            "poll_latency_p50_ms": percentile(polls.latencies, 0.5) * 1000,
+            "poll_latency_p99_ms": percentile(polls.latencies, 0.99) * 1000,
+            "lag_startup_max_ms": startup["max_ms"],
+            "lag_steady_max_ms": steady["max_ms"],
+            "lag_steady_p99_ms": steady["p99_ms"],
+            "lag_max_ms": max(startup["max_ms"], steady["max_ms"]),
+            "gc_gen2_count": gc_startup["gen2_count"] + gc_steady["gen2_count"],
+            "gc_gen2_max_ms": max(gc_startup["gen2_max_ms"], gc_steady["gen2_max_ms"]),
+            "gc_young_max_ms": max(gc_startup["young_max_ms"], gc_steady["young_max_ms"]),
+            "objects_tracked": len(gc.get_objects()),
+            "finished_before_end": finished,
+            "events": len(events),
+            "event_statuses": statuses,
+            "peak_rss_mb": c.peak_rss_mb(),
+        }
+
+    c.write_result(args.result_file, asyncio.run(main()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent
+# ---------------------------------------------------------------------------------------------
+def revoke_all(base_url: str, jobs: list[str]) -> float:
+    """Revoke every job over one keep-alive connection; each must answer 202 ``revoking``."""
+    started = time.perf_counter()
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    body = json.dumps({"merchant_id": MERCHANT_ID})
+    try:
+        for job in jobs:
+            connection.request("POST", f"/partner/issuance_jobs/{job}/revoke", body=body, headers=THANX_HEADERS)
+            response = connection.getresponse()
+            payload = json.loads(response.read())
+            if response.status != 202 or payload["issuance_job"]["state"] != "revoking":
+                raise RuntimeError(f"revoke {job}: HTTP {response.status} {payload}")
+    finally:
+        connection.close()
+    return time.perf_counter() - started
+
+
+def run_side(
+    kind: str, args: Any, env: dict[str, str], sandbox: c.Sandbox, workdir: Path, repeat: int
+) -> dict[str, Any]:
+    sandbox.admin("DELETE", "requests")
+    server_cpu = sandbox.cpu_seconds()
+    child_args = ["--kind", kind, "--k", str(args.k), "--window", str(args.window)]
+    child_args += ["--settle-polls", str(args.settle_polls)]
+    child_args += [f"--experiment={name}" for name in args.experiment]
+    result = c.run_child(Path(__file__), child_args, env, workdir, f"waiting-{kind}-{repeat}", timeout=3600)
+    result["server_cpu_s"] = sandbox.cpu_seconds() - server_cpu
+    result["server_requests"] = sandbox.request_tally()
+    requests = sum(result["server_requests"].values())
+    result["server_cpu_per_request_us"] = result["server_cpu_s"] * 1e6 / max(1, requests)
+    c.say(
+        f"  {kind} run {repeat + 1}: {result['k']:,} triggers waiting after {result['settled_s']:.1f} s, "
+        f"{result['window_polls']:,} polls in {result['window_s']:.1f} s, "
+        f"{result['rss_per_trigger_kb']:.1f} KB/trigger, {result['cpu_per_poll_us']:.0f} us CPU/poll, "
+        f"worst lag {result['lag_max_ms']:.1f} ms; sandbox saw {result['server_requests']}"
+    )
+    return result
+
+
+def main() -> int:
+    quick = c.quick()
+    parser = c.child_parser(__doc__.split("\n")[0])
+    parser.add_argument("--k", type=int, default=300 if quick else 1000, help="triggers per side (1000; quick 300)")
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.0, help="seconds between polls (default max(10, K/166); quick 6)"
+    )
+    parser.add_argument(
+        "--window", type=float, default=0.0, help="steady window, s (default max(30, 2 polls); quick 6)"
+    )
+    parser.add_argument(
+        "--settle-polls", type=int, default=1 if quick else 2, help="polls every trigger completes first (2; quick 1)"
+    )
+    parser.add_argument("--revoke-seconds", type=float, default=86_400.0, help="sandbox revoke duration")
+    parser.add_argument(
+        "--repeat", type=int, default=1 if quick else 2, help="runs per side, interleaved (default 2; quick 1)"
+    )
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        choices=EXPERIMENTS,
+        default=[],
+        help="not the product as shipped: gc-freeze = gc.freeze() the start-up heap before creating the triggers "
+        "(Airflow's triggerer does not); per-poll-client = "
+        "our trigger opens an httpx.AsyncClient per poll instead of holding one for the whole run",
+    )
+    parser.add_argument("--kind", choices=("ours", "http"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return 0
+    poll_interval = args.poll_interval or (6.0 if quick else max(10.0, round(args.k / 166)))
+    args.window = args.window or (6.0 if quick else max(30.0, 2 * poll_interval))
+    if args.experiment:
+        c.say(f"!! EXPERIMENT {', '.join(args.experiment)}: not the product as shipped, not a result for the targets")
+    c.say(
+        f"== waiting at scale ({c.scale_label()}): K={args.k:,} triggers per side, poll interval {poll_interval:g} s, "
+        f"steady window {args.window:g} s, RSS after {args.settle_polls} polls of every trigger, "
+        f"{args.repeat} run(s) per side, interleaved"
+    )
+    with c.workdir("waiting") as workdir:
+        seed_file = workdir / "seed.json"
+        c.write_seed(seed_file, seed(args.k))
+        with c.sandbox_process(
+            seed_file, revoke_seconds=args.revoke_seconds, log_file=workdir / "sandbox.log"
+        ) as sandbox:
+            jobs = [job_id(i) for i in range(args.k)] + [warm_job_id(i) for i in range(WARMUP)]
+            seconds = revoke_all(sandbox.base_url, jobs)
+            c.say(
+                f"  sandbox: pid {sandbox.pid}, {sandbox.base_url}, ready in {sandbox.startup_seconds:.1f} s; "
+                f"{len(jobs):,} jobs revoked (202 revoking) in {seconds:.1f} s"
+            )
+            env = c.airflow_env(
+                workdir / "airflow-home",
+                {
+                    "thanx_default": {
+                        "conn_type": "thanx",
+                        "host": sandbox.base_url,
+                        "login": CLIENT_ID,
+                        "password": ACCESS_TOKEN,
+                        "extra": {"merchant_id": MERCHANT_ID},
+                    },
+                    "thanx_http": {"conn_type": "http", "host": sandbox.base_url},
+                },
+            )
+            env["BENCH_POLL_INTERVAL"] = str(poll_interval)
+            runs: dict[str, list[dict[str, Any]]] = {"ours": [], "http": []}
+            for repeat in range(args.repeat):  # interleaved, so that drift on the machine hits both sides alike
+                for kind in runs:
+                    runs[kind].append(run_side(kind, args, env, sandbox, workdir, repeat))
+    return report(args, combine(runs["ours"]), combine(runs["http"]))
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's figures over its repeats: pooled CPU per poll, worst lags and pauses, mean of the rest."""
+    if len(runs) == 1:
+        return runs[0]
+    combined: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        values = [run[key] for run in runs]
+        if key.startswith(("lag_", "gc_gen2_max", "gc_young_max")) or key == "rss_per_trigger_max_kb":
+            combined[key] = max(values)
+        elif key in ("events", "finished_before_end", "gc_gen2_count", "window_polls", "cpu_window_s", "window_s"):
+            combined[key] = sum(values)
+        elif key == "server_requests":
+            combined[key] = {k: sum(run[key].get(k, 0) for run in runs) for run in runs for k in run[key]}
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            combined[key] = sum(values) / len(values)
+        else:
+            combined[key] = value
+    combined["k"] = runs[0]["k"]
+    combined["cpu_per_poll_us"] = combined["cpu_window_s"] * 1e6 / max(1, combined["window_polls"])
+    combined["polls_per_s"] = combined["window_polls"] / combined["window_s"]
+    combined["log_lines"] = runs[0]["log_lines"]
+    return combined
+
+
+def report(args: Any, ours: dict[str, Any], theirs: dict[str, Any]) -> int:
+    def row(label: str, key: str, fmt: str = "{:,.1f}", ratio: bool = True) -> list[str]:
+        a, b = ours[key], theirs[key]
+        shown = f"{a / b:.2f}x" if ratio and isinstance(a, int | float) and b else ""
+        return [label, fmt.format(a), fmt.format(b), shown]
+
+    rows = [
+        row("triggers", "k", "{:,}", ratio=False),
+        row("poll interval s", "poll_interval_s", "{:g}", ratio=False),
+        row("RSS before triggers MB", "rss_before_mb"),
+        row("RSS all waiting MB", "rss_waiting_mb"),
+        row("RSS in window, median MB", "rss_window_median_mb"),
+        row("RSS in window, max MB", "rss_window_max_mb"),
+        row("RSS per waiting trigger KB (median)", "rss_per_trigger_kb"),
+        row("RSS per waiting trigger KB (max)", "rss_per_trigger_max_kb"),
+        row("s until every trigger polled once", "all_first_poll_s", "{:.2f}"),
+        row("CPU per trigger start ms", "cpu_per_start_ms", "{:.2f}"),
+        row("polls in steady window", "window_polls", "{:,}"),
+        row("polls per s", "polls_per_s"),
+        row("client CPU s in window", "cpu_window_s", "{:.2f}"),
+        row("client CPU per poll us", "cpu_per_poll_us", "{:,.0f}"),
+        row("poll latency p50 ms", "poll_latency_p50_ms"),
+        row("poll latency p99 ms", "poll_latency_p99_ms"),
+        row("sandbox CPU per request us", "server_cpu_per_request_us", "{:,.0f}"),
+        row("worst loop lag, startup ms", "lag_startup_max_ms"),
+        row("worst loop lag, steady ms", "lag_steady_max_ms"),
+        row("p99 loop lag, steady ms", "lag_steady_p99_ms"),
+        row("full (gen 2) GC runs", "gc_gen2_count", "{:,}", ratio=False),
+        row("longest full GC pause ms", "gc_gen2_max_ms"),
+        row("longest young GC pause ms", "gc_young_max_ms"),
+        row("objects tracked by the GC", "objects_tracked", "{:,.0f}"),
+        row("log lines written", "log_lines", "{:,}", ratio=False),
+        row("events before cancel", "events", "{:,}", ratio=False),
+    ]
+    c.say("")
+    c.table(rows, ["figure", "ThanxIssuanceJobTrigger", "HttpSensorTrigger", "ours/theirs"])
+    problems = []
+    for side in (ours, theirs):
+        if side["events"] or side["finished_before_end"]:
+            problems.append(f"{side['kind']}: {side['events']} events, statuses {side['event_statuses']}")
+    ok_ours = all(key.endswith(" 200") for key in ours["server_requests"])
+    ok_theirs = all(key.endswith(" 404") for key in theirs["server_requests"])
+    if problems or not ok_ours or not ok_theirs:
+        c.say(
+            f"  ERROR: a trigger stopped waiting or a poll got an unexpected answer: {problems} "
+            f"{ours['server_requests']} {theirs['server_requests']}"
+        )
+        return 1
+    c.say(
+        "  every poll of ours read 200 'revoking' and every HttpSensorTrigger poll a 404 (its only way to keep "
+        "waiting); no trigger fired before the end"
+    )
+    prefix = f"experiment ({'+'.join(args.experiment)}) " if args.experiment else c.TARGET_PREFIX
+    ratio = ours["cpu_per_poll_us"] / theirs["cpu_per_poll_us"]
+    lag = ours["lag_max_ms"]
+    at = "" if args.k == LAG_TARGET_K else f" (measured at {args.k:,} triggers)"
+    c.say("")
+    c.target(
+        "RSS per waiting trigger",
+        f"{ours['rss_per_trigger_kb']:.1f} KB (HttpSensorTrigger {theirs['rss_per_trigger_kb']:.1f} KB)",
+        f"<= {TARGET_RSS_KB:.0f} KB",
+        ours["rss_per_trigger_kb"] <= TARGET_RSS_KB,
+        prefix=prefix,
+    )
+    c.target(
+        "CPU per poll vs HttpSensorTrigger",
+        f"{ratio:.2f}x ({ours['cpu_per_poll_us']:,.0f} us vs {theirs['cpu_per_poll_us']:,.0f} us)",
+        f"<= {TARGET_CPU_RATIO:.1f}x",
+        ratio <= TARGET_CPU_RATIO,
+        prefix=prefix,
+    )
+    c.target(
+        "worst loop lag at 1,000 triggers",
+        f"{lag:.1f} ms{at} (HttpSensorTrigger {theirs['lag_max_ms']:.1f} ms)",
+        f"< {TARGET_LAG_MS:.0f} ms",
+        lag < TARGET_LAG_MS,
+        prefix=prefix,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

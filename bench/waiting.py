@@ -408,7 +408,7 @@ def run_side(
 def main() -> int:
     quick = c.quick()
     parser = c.child_parser(__doc__.split("\n")[0])
-    parser.add_argument("--k", type=int, default=300 if quick else 1000, help="triggers per side (1000; quick 300)")
+    parser.add_argument("--k", type=int, default=LAG_TARGET_K, help="triggers per side (1000, quick included)")
     parser.add_argument(
         "--poll-interval", type=float, default=0.0, help="seconds between polls (default max(10, K/166); quick 6)"
     )
@@ -577,7 +577,7 @@ def report(args: Any, ours: dict[str, Any], theirs: dict[str, Any]) -> int:
         "worst loop lag at 1,000 triggers",
         f"{lag:.1f} ms{at} (HttpSensorTrigger {theirs['lag_max_ms']:.1f} ms)",
         f"< {TARGET_LAG_MS:.0f} ms",
-        lag < TARGET_LAG_MS,
+        lag < TARGET_LAG_MS and args.k >= LAG_TARGET_K,  # fewer triggers cannot prove the 1,000-trigger goal
         prefix=prefix,
     )
     return 0

@@ -11,7 +11,8 @@ Flow:
 3. ``cancel_rewards_by_id``, ``cancel_rewards_by_external_id``, ``cancel_rewards_by_player``:
    batched HPGames cancellations, in parallel with the Thanx branch.
 4. ``teardown_report``: runs even when a task before it failed, reads every state back and fails,
-   naming what is left, if anything targeted is still live (or if any task failed).
+   naming what is left, if anything targeted is still live or could not be read back (or if any
+   task failed). A read that fails is retried as a task retry; a known leftover fails at once.
 
 An empty list skips its branch. ``dry_run`` validates and logs everything that would be done
 and changes nothing. Running the DAG twice is safe: the second run finds everything torn down.
@@ -27,6 +28,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_rewards.exceptions import RewardsError
 from airflow_provider_rewards.hooks.hpgames import HPGamesHook
 from airflow_provider_rewards.hooks.thanx import ThanxHook
 from airflow_provider_rewards.operators.hpgames import (
@@ -135,15 +137,26 @@ with DAG(
     # all_done: the report runs even after a failed task, so a failed teardown always says what is left.
     @task(trigger_rule="all_done")
     def teardown_report(params: dict[str, Any], ti: Any = None) -> dict[str, Any]:
-        """Read every targeted job and reward back; fail naming whatever is still live, or if a task failed."""
+        """Read every targeted job and reward back; fail naming whatever is still live or could not be read,
+        or if a task failed."""
         thanx, hpgames = ThanxHook(), HPGamesHook()
         merchant = params["thanx_merchant_id"]
-        jobs_left = {
-            job_id: state
-            for job_id in params["issuance_job_ids"]
-            if (state := thanx.get_issuance_job(job_id, merchant)["state"]) != "revoked"
-        }
-        live = hpgames.read_rewards(status="IN_PROGRESS")
+        not_verified: dict[str, str] = {}  # what could not be read back, and why: never counted as done
+        jobs_left: dict[str, str] = {}
+        for job_id in params["issuance_job_ids"]:
+            try:
+                state = thanx.get_issuance_job(job_id, merchant)["state"]
+            except RewardsError as error:
+                not_verified[f"thanx job {job_id}"] = str(error)
+            else:
+                if state != "revoked":
+                    jobs_left[job_id] = state
+        live: list[dict[str, Any]] = []
+        if params["hpgames_reward_ids"] or params["hpgames_external_reward_ids"] or params["hpgames_player_ids"]:
+            try:
+                live = hpgames.read_rewards(status="IN_PROGRESS")
+            except RewardsError as error:
+                not_verified["hpgames rewards"] = str(error)
         by_id = {reward.get("id", "").lower() for reward in live}
         by_external = {reward.get("externalId") for reward in live}
         config = params["reward_configuration_id"]
@@ -158,12 +171,17 @@ with DAG(
             }
         )
         report = {"dry_run": params["dry_run"], "jobs_not_revoked": jobs_left, "rewards_still_live": rewards_left}
+        if not_verified:
+            report["not_verified"] = not_verified
         failed = 0 if ti is None else ti.get_ti_count(ti.dag_id, run_ids=[ti.run_id], states=["failed"])
         failed_tasks = f"{failed} task instance(s) of this run failed; see their logs" if failed else ""
+        also_failed = f". {failed_tasks}" if failed else ""
+        if not_verified:  # possibly transient: a normal failure, so Airflow retries the task and reads again
+            raise RewardsError(f"Teardown incomplete: {report}; could not read back {len(not_verified)}{also_failed}")
         if params["dry_run"]:
             log.info("Dry run: would tear down %d jobs, %d live rewards: %s", len(jobs_left), len(rewards_left), report)
         elif jobs_left or rewards_left:
-            raise AirflowFailException(f"Teardown incomplete: {report}" + (f". {failed_tasks}" if failed else ""))
+            raise AirflowFailException(f"Teardown incomplete: {report}{also_failed}")
         else:
             log.info("Teardown complete: every targeted job is revoked and no targeted reward is live")
         if failed:  # e.g. an id that failed validation or that HPGames refused: never report success over it

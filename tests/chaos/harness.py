@@ -132,7 +132,8 @@ def verdict_problems(
     * Nothing outside the targets changed, ever.
     * A successful DAG run left nothing targeted undone.
     * A failed DAG run failed with the report task's ``Teardown incomplete`` message, which names every job
-      and reward still left, and names nothing that was done (a job it names may only have finished revoking
+      and reward still left (as left, or under ``not_verified`` when it could not be read back), and names
+      nothing that was done (a job it names may only have finished revoking
       after the report read it: then it names it ``revoking``).
     """
     problems = [f"changed but not targeted: {item}" for item in report.collateral]
@@ -148,11 +149,13 @@ def verdict_problems(
         return [*problems, f"the DAG run failed without a '{INCOMPLETE}' report naming what is left"]
     jobs_named: dict[str, str] = named["jobs_not_revoked"]
     rewards_named = " ".join(named["rewards_still_live"]).lower()
+    not_verified: dict[str, str] = named.get("not_verified", {})  # what the report could not read back
     for job_id, state in report.jobs_left.items():
-        if job_id not in jobs_named:
+        if job_id not in jobs_named and f"thanx job {job_id}" not in not_verified:
             problems.append(f"job {job_id} is {state} but the failure does not name it: {named}")
     for reward_id in report.rewards_left:
-        if not any(name.lower() in rewards_named for name in reward_names(before, hpgames_merchant_id, reward_id)):
+        names = reward_names(before, hpgames_merchant_id, reward_id)
+        if not any(name.lower() in rewards_named for name in names) and "hpgames rewards" not in not_verified:
             problems.append(f"reward {reward_id} is live but the failure does not name it: {named}")
     jobs_after = after["thanx"]["merchants"][thanx_merchant_id]["issuance_jobs"]
     for job_id, state in jobs_named.items():

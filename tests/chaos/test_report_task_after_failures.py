@@ -14,6 +14,7 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_rewards.demo import FLAGSHIP_DAG_ID, demo_params
+from airflow_provider_rewards.exceptions import RewardsError
 from tests.chaos.harness import DAGS_FOLDER
 from tests.conftest import REWARDS_URL, THANX_URL
 
@@ -105,3 +106,31 @@ def test_nothing_failed_and_nothing_left_is_a_success(dag, params, api):
     api("revoked", [])
     report = dag.task_dict["teardown_report"].python_callable(params, TaskInstance(failed=0))
     assert report == {"dry_run": False, "jobs_not_revoked": {}, "rewards_still_live": []}
+
+
+def test_a_job_it_cannot_read_is_named_and_the_task_may_retry(dag, params, api, requests_mock):
+    api("revoked", [])
+    requests_mock.get(f"{THANX_URL}/partner/issuance_jobs/job_a", status_code=404, json={"code": "NOT_FOUND"})
+    with pytest.raises(RewardsError) as failure:
+        dag.task_dict["teardown_report"].python_callable(params, TaskInstance(failed=1))
+    assert not isinstance(failure.value, AirflowFailException)  # a read that failed may work on the next try
+    message = str(failure.value)
+    assert message.startswith("Teardown incomplete: ")
+    assert "'not_verified': {'thanx job job_a': 'Thanx API GET /partner/issuance_jobs/job_a failed: HTTP 404" in message
+    assert "could not read back 1. 1 task instance(s) of this run failed" in message
+
+
+def test_rewards_it_cannot_read_are_named_as_not_verified(dag, params, api, requests_mock):
+    api("revoked", [])
+    requests_mock.post(f"{REWARDS_URL}/readAll", status_code=401, json={"errorCode": 1001, "errorText": "bad hash"})
+    with pytest.raises(RewardsError, match=r"'not_verified': \{'hpgames rewards': 'HPGames API POST .*HTTP 401"):
+        dag.task_dict["teardown_report"].python_callable(params, TaskInstance(failed=0))
+
+
+def test_without_hpgames_targets_it_does_not_read_hpgames(dag, params, api, requests_mock):
+    api("revoked", [])
+    report = dag.task_dict["teardown_report"].python_callable(
+        {**params, "hpgames_reward_ids": []}, TaskInstance(failed=0)
+    )
+    assert report == {"dry_run": False, "jobs_not_revoked": {}, "rewards_still_live": []}
+    assert [request.path for request in requests_mock.request_history] == ["/partner/issuance_jobs/job_a"]

@@ -85,7 +85,7 @@ def _authenticate(state: SandboxState, body: Body, window_s: float, now: int) ->
 # ---------------------------------------------------------------------------------------------
 def _uuid(value: Any, name: str) -> str:
     """Validate a UUID string (normalised to lower case)."""
-    if not isinstance(value, str) or not UUID_RE.match(value):
+    if not isinstance(value, str) or not UUID_RE.fullmatch(value):
         raise _invalid(f"{name} must be a UUID, got {value!r}")
     return value.lower()
 

@@ -80,7 +80,7 @@ from airflow_provider_rewards.sandbox.models import (
     parse_iso,
 )
 
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")  # use fullmatch
 
 # ---------------------------------------------------------------------------------------------
 # Demo seed constants: Thanx
@@ -469,7 +469,7 @@ def _unique(keys: list[Any], what: str) -> None:
 
 def _uuid(value: str, where: str) -> str:
     """Check and normalise (lower-case) a UUID string."""
-    if not UUID_RE.match(value):
+    if not UUID_RE.fullmatch(value):
         raise SeedError(f"{where}: {value!r} is not a UUID")
     return value.lower()
 

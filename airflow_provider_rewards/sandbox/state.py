@@ -49,7 +49,7 @@ def identifier_error(identifier: Mapping[str, str]) -> str | None:
     starting with ``unknown`` fail with "User not found"; everything else succeeds.
     """
     kind, value = identifier["type"], identifier["value"]
-    if (kind == "email" and "@" not in value) or (kind == "phone" and not _E164.match(value)):
+    if (kind == "email" and "@" not in value) or (kind == "phone" and not _E164.fullmatch(value)):
         return "Invalid identifier"
     if value.lower().startswith("unknown"):
         return "User not found"

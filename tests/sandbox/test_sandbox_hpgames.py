@@ -142,10 +142,11 @@ def test_cancel_by_id_and_external_id(client):
         ({"id": UNKNOWN_UUID}, 404, HpgErrorCode.NOT_FOUND),
         ({"id": DEMO_HPGAMES_OTHER_MERCHANT_REWARD_IDS[0]}, 404, HpgErrorCode.NOT_FOUND),
         ({"id": "not-a-uuid"}, 400, HpgErrorCode.VALIDATION),
+        ({"id": DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS[0] + "\n"}, 400, HpgErrorCode.VALIDATION),
         ({}, 400, HpgErrorCode.VALIDATION),
         ({"id": DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS[0], "externalId": "x"}, 400, HpgErrorCode.VALIDATION),
     ],
-    ids=["closed", "closed-ext", "expired", "unknown", "other-merchant", "not-uuid", "neither", "both"],
+    ids=["closed", "closed-ext", "expired", "unknown", "other-merchant", "not-uuid", "uuid-newline", "neither", "both"],
 )
 def test_cancel_rejections_change_nothing(client, fields, status, code):
     before = client.snapshot()

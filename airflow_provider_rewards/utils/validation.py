@@ -128,5 +128,5 @@ def unique_ids(values: Iterable[object], field: str, *, uuid: bool) -> list[str]
     seen: dict[str, None] = {}
     for index, item in enumerate(values):
         key = check(item, f"{field}[{index}]")
-        seen.setdefault(item if key is not item and key == item else key, None)
+        seen.setdefault(item if key == item else key, None)
     return list(seen)

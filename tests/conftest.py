@@ -155,6 +155,20 @@ def planted_credentials(planted_secrets) -> Any:
     )
 
 
+@pytest.fixture
+def planted_seed(planted_credentials) -> dict[str, Any]:
+    """The sandbox's demo seed accepting only the planted credentials (demo token and secret replaced)."""
+    from airflow_provider_rewards.sandbox import demo_seed
+
+    seed = demo_seed()
+    thanx = [c for c in seed["thanx"]["credentials"] if c["client_id"] == planted_credentials.thanx_client_id]
+    hpgames = [m for m in seed["hpgames"]["merchants"] if m["id"] == planted_credentials.hpgames_merchant_id]
+    assert len(thanx) == len(hpgames) == 1, "the demo seed no longer has the demo credentials"
+    thanx[0]["access_token"] = planted_credentials.thanx_access_token
+    hpgames[0]["secret"] = planted_credentials.hpgames_secret
+    return seed
+
+
 @pytest.fixture(scope="session")
 def migrated_airflow_home(tmp_path_factory) -> Path:
     """An AIRFLOW_HOME with a migrated SQLite metadata database, made once per session to copy from."""

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_rewards.demo import Credentials, airflow_env, migrate
+from airflow_provider_rewards.demo import airflow_env, migrate
 from airflow_provider_rewards.sandbox import (
     DEMO_THANX_CLIENT_ID,
     DEMO_THANX_COMPLETED_JOB_IDS,
@@ -33,7 +33,6 @@ from airflow_provider_rewards.sandbox import (
     SandboxConfig,
     SandboxServer,
     SandboxState,
-    demo_seed,
 )
 from airflow_provider_rewards.sandbox.testing import job_states, thanx_headers
 from tests.e2e.secret_scan import as_text, files_under, find_leaks
@@ -91,28 +90,16 @@ class SandboxClock:
         self.offset += seconds
 
 
-def seed_with(credentials: Credentials) -> dict[str, Any]:
-    """The demo seed with the demo Thanx access token and HPGames secret replaced by ``credentials``'."""
-    seed = demo_seed()
-    thanx = [c for c in seed["thanx"]["credentials"] if c["client_id"] == credentials.thanx_client_id]
-    hpgames = [m for m in seed["hpgames"]["merchants"] if m["id"] == credentials.hpgames_merchant_id]
-    assert len(thanx) == len(hpgames) == 1, "the demo seed no longer has the demo credentials"
-    thanx[0]["access_token"] = credentials.thanx_access_token
-    hpgames[0]["secret"] = credentials.hpgames_secret
-    return seed
-
-
 @pytest.fixture
 def clock() -> SandboxClock:
     return SandboxClock()
 
 
 @pytest.fixture
-def sandbox(planted_credentials, clock) -> Iterator[SandboxServer]:
+def sandbox(planted_seed, clock) -> Iterator[SandboxServer]:
     """The sandbox (127.0.0.1, free port) on the test's clock, seeded with the planted secrets."""
-    seed = seed_with(planted_credentials)
-    server = SandboxServer(SandboxConfig(seed=seed, revoke_seconds=REVOKE_SECONDS), host="127.0.0.1", port=0)
-    server.state = SandboxState(seed, revoke_seconds=REVOKE_SECONDS, clock=clock)
+    server = SandboxServer(SandboxConfig(seed=planted_seed, revoke_seconds=REVOKE_SECONDS), host="127.0.0.1", port=0)
+    server.state = SandboxState(planted_seed, revoke_seconds=REVOKE_SECONDS, clock=clock)
     with server:
         yield server
 

@@ -46,7 +46,6 @@ from airflow_provider_rewards.sensors.thanx import ThanxIssuanceJobSensor
 from tests.chaos.harness import DAGS_FOLDER, teardown_env
 from tests.conftest import HPGAMES_SECRET, REWARDS_URL, THANX_TOKEN, THANX_URL
 from tests.e2e.secret_scan import as_text, find_leaks
-from tests.e2e.test_real_triggerer import seed_with
 from tests.security.scan import OUTPUT, RunSources, leak_kinds, run_sources
 
 LEAKY_DAGS_FOLDER = Path(__file__).parent / "dags"
@@ -54,9 +53,9 @@ LEAKY_DAG_ID = "rewards_leaky_double"
 UNIT_SECRETS = {"thanx access token": THANX_TOKEN, "hpgames secret": HPGAMES_SECRET}
 
 
-def scanned_run(home: Path, credentials: Credentials, dag_id: str, dags_folder: Path):
+def scanned_run(home: Path, credentials: Credentials, seed: dict, dag_id: str, dags_folder: Path):
     """One ``dags test`` run against a sandbox that accepts only the planted credentials; what it left behind."""
-    with running_sandbox(seed=seed_with(credentials), revoke_seconds=1.0) as sandbox:
+    with running_sandbox(seed=seed, revoke_seconds=1.0) as sandbox:
         env = teardown_env(home, sandbox.base_url, credentials, dags_folder=dags_folder)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the checkout's DAG folders
         before = sandbox.snapshot()
@@ -75,8 +74,12 @@ def tail(result: DagRunResult) -> str:
 
 
 @pytest.mark.e2e
-def test_the_flagship_teardown_leaks_no_credential_anywhere(fresh_airflow_home, planted_secrets, planted_credentials):
-    result, found, before, after = scanned_run(fresh_airflow_home, planted_credentials, FLAGSHIP_DAG_ID, DAGS_FOLDER)
+def test_the_flagship_teardown_leaks_no_credential_anywhere(
+    fresh_airflow_home, planted_secrets, planted_credentials, planted_seed
+):
+    result, found, before, after = scanned_run(
+        fresh_airflow_home, planted_credentials, planted_seed, FLAGSHIP_DAG_ID, DAGS_FOLDER
+    )
 
     # The run used the planted credentials (the sandbox accepts no others) and did the whole teardown.
     assert result.succeeded, tail(result)
@@ -93,8 +96,12 @@ def test_the_flagship_teardown_leaks_no_credential_anywhere(fresh_airflow_home, 
 
 
 @pytest.mark.e2e
-def test_the_scan_reports_every_leak_of_a_leaky_test_double(fresh_airflow_home, planted_secrets, planted_credentials):
-    result, found, _, _ = scanned_run(fresh_airflow_home, planted_credentials, LEAKY_DAG_ID, LEAKY_DAGS_FOLDER)
+def test_the_scan_reports_every_leak_of_a_leaky_test_double(
+    fresh_airflow_home, planted_secrets, planted_credentials, planted_seed
+):
+    result, found, _, _ = scanned_run(
+        fresh_airflow_home, planted_credentials, planted_seed, LEAKY_DAG_ID, LEAKY_DAGS_FOLDER
+    )
     assert result.succeeded, tail(result)  # the doubles work; they only leak
 
     with pytest.raises(AssertionError, match="leak") as failure:

@@ -6,10 +6,11 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: install test lint demo sandbox bench chaos screenshots clean
 
-$(INSTALLED): pyproject.toml
+# The sandbox is its own distribution (sandbox/), installed from this checkout, never from an index.
+$(INSTALLED): pyproject.toml sandbox/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test]" -e ./sandbox
 	@touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -23,14 +24,14 @@ lint: install
 	$(BIN)/ruff format --check .
 
 demo: install
-	$(BIN)/python -m airflow_provider_rewards.demo
+	$(BIN)/python -m rewards_sandbox.demo
 
 sandbox: install
 	$(BIN)/rewards-sandbox --seed-demo
 
 # Benchmarks against what users write today; BENCH_QUICK=1 for a run of about a minute.
 bench: install
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]" -e ./sandbox
 	$(BIN)/python bench/run_all.py
 
 # The long chaos run: the teardown DAG under injected faults over CHAOS_SEEDS seeds (make test runs a short one).
@@ -40,7 +41,7 @@ chaos: install
 
 # PNGs of the connection forms and the teardown graph under docs/img/ (needs Debian's chromium).
 screenshots: install
-	$(BIN)/python -m pip install --quiet -e ".[test,screenshots]"
+	$(BIN)/python -m pip install --quiet -e ".[test,screenshots]" -e ./sandbox
 	$(BIN)/python docs/screenshots.py
 
 clean:

@@ -168,7 +168,7 @@ def workdir(prefix: str) -> Iterator[Path]:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class Sandbox:
-    """A running ``python -m airflow_provider_rewards.sandbox`` process bound to 127.0.0.1."""
+    """A running ``python -m rewards_sandbox`` process bound to 127.0.0.1."""
 
     process: subprocess.Popen
     base_url: str
@@ -234,7 +234,7 @@ def sandbox_process(
     command = [
         PYTHON,
         "-m",
-        "airflow_provider_rewards.sandbox",
+        "rewards_sandbox",
         "--host",
         LOOPBACK,
         "--port",

@@ -294,8 +294,8 @@ def main() -> int:
         print('playwright is missing: .venv/bin/python -m pip install -e ".[screenshots]"', file=sys.stderr)
         return 2
 
-    from airflow_provider_rewards.demo import Credentials, airflow_env, migrate, run_dag
-    from airflow_provider_rewards.sandbox.testing import running_sandbox
+    from rewards_sandbox.demo import Credentials, airflow_env, migrate, run_dag
+    from rewards_sandbox.testing import running_sandbox
 
     # SIGTERM (e.g. from make or CI) unwinds through the finally blocks below like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

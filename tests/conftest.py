@@ -143,7 +143,7 @@ def planted_secrets() -> dict[str, str]:
 @pytest.fixture
 def planted_credentials(planted_secrets) -> Any:
     """The sandbox's demo credentials with the two secrets replaced by ``planted_secrets``."""
-    from airflow_provider_rewards.demo import Credentials
+    from rewards_sandbox.demo import Credentials
 
     demo = Credentials.demo()
     return Credentials(
@@ -158,7 +158,7 @@ def planted_credentials(planted_secrets) -> Any:
 @pytest.fixture
 def planted_seed(planted_credentials) -> dict[str, Any]:
     """The sandbox's demo seed accepting only the planted credentials (demo token and secret replaced)."""
-    from airflow_provider_rewards.sandbox import demo_seed
+    from rewards_sandbox import demo_seed
 
     seed = demo_seed()
     thanx = [c for c in seed["thanx"]["credentials"] if c["client_id"] == planted_credentials.thanx_client_id]

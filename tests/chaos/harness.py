@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_rewards.demo import Credentials, DagRunResult, TeardownReport, airflow_env, migrate
+from rewards_sandbox.demo import Credentials, DagRunResult, TeardownReport, airflow_env, migrate
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 RETRY_DELAY_ENV = "REWARDS_TEARDOWN_RETRY_DELAY"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import AirflowFailException
+from rewards_sandbox.demo import FLAGSHIP_DAG_ID, demo_params
 
-from airflow_provider_rewards.demo import FLAGSHIP_DAG_ID, demo_params
 from airflow_provider_rewards.exceptions import RewardsError
 from tests.chaos.harness import DAGS_FOLDER
 from tests.conftest import REWARDS_URL, THANX_URL

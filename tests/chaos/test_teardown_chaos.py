@@ -3,7 +3,7 @@
 Each run starts a demo-seeded sandbox with fault rate 0.2 (429 with ``Retry-After: 1``, 500 and 503 before the
 change, and ``drop``: the change is applied, then the connection is closed without an answer), seeded per run,
 and runs ``rewards_campaign_teardown`` with ``airflow dags test`` in a fresh ``AIRFLOW_HOME``. The sandbox state
-before and after gives the independent account (:func:`~airflow_provider_rewards.demo.teardown_report`):
+before and after gives the independent account (:func:`~rewards_sandbox.demo.teardown_report`):
 
 * nothing outside the targets ever changes (``report.collateral == []``);
 * a successful DAG run means every targeted job is revoked and every targeted reward cancelled;
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 import requests
+import rewards_sandbox as seed
+from rewards_sandbox.demo import FLAGSHIP_DAG_ID, Credentials, Targets, demo_params, run_dag, teardown_report
+from rewards_sandbox.testing import running_sandbox
 
-from airflow_provider_rewards import sandbox as seed
-from airflow_provider_rewards.demo import FLAGSHIP_DAG_ID, Credentials, Targets, demo_params, run_dag, teardown_report
-from airflow_provider_rewards.sandbox.testing import running_sandbox
 from tests.chaos.harness import (
     FAST_TRANSPORT,
     Outcome,
@@ -136,7 +136,7 @@ def test_the_chaos_sandbox_injects_every_fault_kind_at_the_chaos_rate():
 
 def test_the_judge_rejects_a_success_that_hides_work_and_a_failure_that_names_nothing():
     """:func:`verdict_problems` is what makes the runs above able to fail."""
-    from airflow_provider_rewards.demo import DagRunResult, TeardownReport
+    from rewards_sandbox.demo import DagRunResult, TeardownReport
 
     snapshot = {
         "thanx": {"merchants": {"m": {"issuance_jobs": {"job_1": {"state": "completed"}}}}},

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from airflow_provider_rewards.demo import Credentials, DagRunResult, airflow_env, migrate, run_dag, task_states
-from airflow_provider_rewards.sandbox.testing import running_sandbox
+from rewards_sandbox.demo import Credentials, DagRunResult, airflow_env, migrate, run_dag, task_states
+from rewards_sandbox.testing import running_sandbox
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from rewards_sandbox.demo import FLAGSHIP_DAG_ID, demo_params
 
-from airflow_provider_rewards.demo import FLAGSHIP_DAG_ID, demo_params
 from tests.dags.conftest import DAGS_FOLDER
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from airflow_provider_rewards import sandbox as seed
-from airflow_provider_rewards.sandbox.testing import job_states, reward_statuses
+import rewards_sandbox as seed
+from rewards_sandbox.testing import job_states, reward_statuses
 
 pytestmark = pytest.mark.e2e
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from airflow_provider_rewards import sandbox as seed
-from airflow_provider_rewards.demo import FLAGSHIP_DAG_ID, Targets, demo_params, teardown_report
+import rewards_sandbox as seed
+from rewards_sandbox.demo import FLAGSHIP_DAG_ID, Targets, demo_params, teardown_report
 
 pytestmark = pytest.mark.e2e
 

@@ -24,9 +24,7 @@ from typing import Any
 
 import pytest
 import requests
-
-from airflow_provider_rewards.demo import airflow_env, migrate
-from airflow_provider_rewards.sandbox import (
+from rewards_sandbox import (
     DEMO_THANX_CLIENT_ID,
     DEMO_THANX_COMPLETED_JOB_IDS,
     DEMO_THANX_MERCHANT_ID,
@@ -34,7 +32,9 @@ from airflow_provider_rewards.sandbox import (
     SandboxServer,
     SandboxState,
 )
-from airflow_provider_rewards.sandbox.testing import job_states, thanx_headers
+from rewards_sandbox.demo import airflow_env, migrate
+from rewards_sandbox.testing import job_states, thanx_headers
+
 from tests.e2e.secret_scan import as_text, files_under, find_leaks
 from tests.e2e.stack import AirflowStack, Deadline, free_port, stack_settings
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from rewards_sandbox import SandboxServer, running_sandbox
 
-from airflow_provider_rewards.sandbox import SandboxServer, running_sandbox
 from tests.sandbox.helpers import FAST, SandboxClient
 
 

@@ -6,14 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
-
-from airflow_provider_rewards.sandbox import (
+from rewards_sandbox import (
     DEMO_HPGAMES_MERCHANT_ID,
     DEMO_HPGAMES_SECRET,
     DEMO_THANX_MERCHANT_ID,
     SandboxServer,
 )
-from airflow_provider_rewards.sandbox.testing import (
+from rewards_sandbox.testing import (
     HPGAMES_REWARDS_PATH,
     hpgames_body,
     job_states,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from airflow_provider_rewards.sandbox import (
+from rewards_sandbox import (
     DEMO_HPGAMES_CANCEL_BY_EXTERNAL_REWARD_IDS,
     DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS,
     DEMO_HPGAMES_CANCELLED_REWARD_ID,
@@ -28,7 +27,7 @@ from airflow_provider_rewards.sandbox import (
     sign_hpgames_body,
     verify_hpgames_signature,
 )
-from airflow_provider_rewards.sandbox.testing import reward_statuses
+from rewards_sandbox.testing import reward_statuses
 
 DOCS_MERCHANT = "1387a6cc-3651-4473-ae52-e415caea3395"
 DOCS_TIMESTAMP = 1709289932725

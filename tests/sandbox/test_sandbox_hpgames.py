@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from airflow_provider_rewards.sandbox import (
+from rewards_sandbox import (
     DEMO_HPGAMES_CANCEL_BY_EXTERNAL_IDS,
     DEMO_HPGAMES_CANCEL_BY_EXTERNAL_REWARD_IDS,
     DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS,
@@ -27,7 +26,7 @@ from airflow_provider_rewards.sandbox import (
     DEMO_HPGAMES_UNTOUCHED_REWARD_IDS,
     HpgErrorCode,
 )
-from airflow_provider_rewards.sandbox.signing import now_ms
+from rewards_sandbox.signing import now_ms
 
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 READ_ALL_FIELDS = {
@@ -103,7 +102,7 @@ def test_authentication_failures(client, overrides, status, code):
 
 @pytest.mark.parametrize("skew_ms", [-301_000, 301_000])
 def test_stale_timestamp_rejected(client, skew_ms):
-    from airflow_provider_rewards.sandbox.testing import hpgames_body
+    from rewards_sandbox.testing import hpgames_body
 
     body = hpgames_body({"id": DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS[0]}, timestamp=now_ms() + skew_ms)
     response = client.session.post(f"{client.url}/api/v1/integration/rewards/cancel", json=body, timeout=10)

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-
-import airflow_provider_rewards
-from airflow_provider_rewards.sandbox import (
+from rewards_sandbox import (
     DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS,
     DEMO_HPGAMES_SECRET,
     DEMO_THANX_ACCESS_TOKEN,
@@ -26,7 +24,9 @@ from airflow_provider_rewards.sandbox import (
     SandboxServer,
     running_sandbox,
 )
-from airflow_provider_rewards.sandbox.testing import hpgames_body, job_states, reward_statuses, thanx_headers
+from rewards_sandbox.testing import hpgames_body, job_states, reward_statuses, thanx_headers
+
+import airflow_provider_rewards
 from tests.sandbox.helpers import SandboxClient
 
 JOB = DEMO_THANX_REVOKE_JOB_IDS[0]
@@ -169,7 +169,7 @@ def test_cli_smoke():
     root = str(Path(airflow_provider_rewards.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_rewards.sandbox", "--port", "0", "--revoke-seconds", "1"],
+        [sys.executable, "-m", "rewards_sandbox", "--port", "0", "--revoke-seconds", "1"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from airflow_provider_rewards.sandbox import (
+from rewards_sandbox import (
     DEMO_THANX_CAMPAIGN_ID,
     DEMO_THANX_FAILED_JOB_ID,
     DEMO_THANX_FORBIDDEN_MERCHANT_ID,
@@ -21,7 +20,7 @@ from airflow_provider_rewards.sandbox import (
     DEMO_THANX_REVOKED_JOB_ID,
     DEMO_THANX_VARIANT_ID,
 )
-from airflow_provider_rewards.sandbox.testing import thanx_headers
+from rewards_sandbox.testing import thanx_headers
 
 JOB_FIELDS = {
     "id",

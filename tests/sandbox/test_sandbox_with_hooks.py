@@ -7,14 +7,14 @@ import collections
 from typing import Any
 
 import pytest
+import rewards_sandbox as seed
+from rewards_sandbox import SandboxServer, running_sandbox
+from rewards_sandbox.testing import job_states, reward_statuses
 
-from airflow_provider_rewards import sandbox as seed
 from airflow_provider_rewards.exceptions import RewardsApiError
 from airflow_provider_rewards.hooks import auth
 from airflow_provider_rewards.hooks.hpgames import HPGamesHook
 from airflow_provider_rewards.hooks.thanx import ThanxHook
-from airflow_provider_rewards.sandbox import SandboxServer, running_sandbox
-from airflow_provider_rewards.sandbox.testing import job_states, reward_statuses
 from tests.conftest import set_connection
 from tests.sandbox.helpers import FAST
 

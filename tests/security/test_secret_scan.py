@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
-
-from airflow_provider_rewards.demo import (
+from rewards_sandbox import (
+    DEMO_HPGAMES_MERCHANT_ID,
+)
+from rewards_sandbox.demo import (
     FLAGSHIP_DAG_ID,
     Credentials,
     DagRunResult,
@@ -34,14 +36,12 @@ from airflow_provider_rewards.demo import (
     run_dag,
     teardown_report,
 )
+from rewards_sandbox.testing import running_sandbox
+
 from airflow_provider_rewards.exceptions import RewardsApiError
 from airflow_provider_rewards.hooks.hpgames import HPGamesHook
 from airflow_provider_rewards.hooks.thanx import ThanxHook
 from airflow_provider_rewards.operators.thanx import ThanxRevokeIssuanceJobOperator
-from airflow_provider_rewards.sandbox import (
-    DEMO_HPGAMES_MERCHANT_ID,
-)
-from airflow_provider_rewards.sandbox.testing import running_sandbox
 from airflow_provider_rewards.sensors.thanx import ThanxIssuanceJobSensor
 from tests.chaos.harness import DAGS_FOLDER, teardown_env
 from tests.conftest import HPGAMES_SECRET, REWARDS_URL, THANX_TOKEN, THANX_URL

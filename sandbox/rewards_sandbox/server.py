@@ -29,9 +29,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_provider_rewards.sandbox import hpgames_api, thanx_api
-from airflow_provider_rewards.sandbox.config import SandboxConfig, check_fault_rate, normalize_fault_kinds
-from airflow_provider_rewards.sandbox.errors import (
+from rewards_sandbox import hpgames_api, thanx_api
+from rewards_sandbox.config import SandboxConfig, check_fault_rate, normalize_fault_kinds
+from rewards_sandbox.errors import (
     THANX_BAD_REQUEST,
     THANX_GENERIC_ERROR,
     THANX_NOT_FOUND,
@@ -40,9 +40,9 @@ from airflow_provider_rewards.sandbox.errors import (
     HpgErrorCode,
     ThanxError,
 )
-from airflow_provider_rewards.sandbox.protocol import ApiRequest, ApiResponse, BodyError, parse_json_object
-from airflow_provider_rewards.sandbox.seed import demo_seed, load_seed_file
-from airflow_provider_rewards.sandbox.state import SandboxState
+from rewards_sandbox.protocol import ApiRequest, ApiResponse, BodyError, parse_json_object
+from rewards_sandbox.seed import demo_seed, load_seed_file
+from rewards_sandbox.state import SandboxState
 
 SANDBOX_PREFIX = "/_sandbox"
 FaultKinds = Iterable[str | int]

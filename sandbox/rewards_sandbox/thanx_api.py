@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_rewards.sandbox.errors import (
+from rewards_sandbox.errors import (
     THANX_AUTHENTICATION,
     THANX_BAD_REQUEST,
     THANX_FORBIDDEN,
     THANX_NOT_FOUND,
     ThanxError,
 )
-from airflow_provider_rewards.sandbox.models import ThanxCredential
-from airflow_provider_rewards.sandbox.protocol import ApiRequest, ApiResponse, BodyError, parse_json_object
-from airflow_provider_rewards.sandbox.state import SandboxState
+from rewards_sandbox.models import ThanxCredential
+from rewards_sandbox.protocol import ApiRequest, ApiResponse, BodyError, parse_json_object
+from rewards_sandbox.state import SandboxState
 
 PREFIX = "/partner/"
 ACCEPT_VERSION = "v4.0"

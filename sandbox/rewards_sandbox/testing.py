@@ -6,17 +6,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from airflow_provider_rewards.sandbox.config import SandboxConfig
-from airflow_provider_rewards.sandbox.seed import (
+from rewards_sandbox.config import SandboxConfig
+from rewards_sandbox.seed import (
     DEMO_HPGAMES_MERCHANT_ID,
     DEMO_HPGAMES_SECRET,
     DEMO_THANX_ACCESS_TOKEN,
     DEMO_THANX_CLIENT_ID,
     DEMO_THANX_MERCHANT_ID,
 )
-from airflow_provider_rewards.sandbox.server import SandboxServer
-from airflow_provider_rewards.sandbox.signing import sign_hpgames_body
-from airflow_provider_rewards.sandbox.thanx_api import ACCEPT_VERSION
+from rewards_sandbox.server import SandboxServer
+from rewards_sandbox.signing import sign_hpgames_body
+from rewards_sandbox.thanx_api import ACCEPT_VERSION
 
 HPGAMES_REWARDS_PATH = "/api/v1/integration/rewards"
 

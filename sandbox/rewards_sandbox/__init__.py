@@ -1,16 +1,16 @@
 """Local sandbox of the Thanx Partner API and the HPGames rewards API (stdlib only).
 
-Run it with ``rewards-sandbox`` / ``python -m airflow_provider_rewards.sandbox``, or in-process::
+Run it with ``rewards-sandbox`` / ``python -m rewards_sandbox``, or in-process::
 
-    from airflow_provider_rewards.sandbox import SandboxServer
+    from rewards_sandbox import SandboxServer
 
     with SandboxServer(revoke_seconds=1) as sandbox:
         print(sandbox.base_url)
 """
 
-from airflow_provider_rewards.sandbox.config import FAULT_KINDS, SandboxConfig
-from airflow_provider_rewards.sandbox.errors import HpgErrorCode
-from airflow_provider_rewards.sandbox.seed import (
+from rewards_sandbox.config import FAULT_KINDS, SandboxConfig
+from rewards_sandbox.errors import HpgErrorCode
+from rewards_sandbox.seed import (
     DEMO_HPGAMES_CANCEL_BY_EXTERNAL_IDS,
     DEMO_HPGAMES_CANCEL_BY_EXTERNAL_REWARD_IDS,
     DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS,
@@ -63,14 +63,14 @@ from airflow_provider_rewards.sandbox.seed import (
     load_seed_file,
     parse_seed,
 )
-from airflow_provider_rewards.sandbox.server import SandboxServer
-from airflow_provider_rewards.sandbox.signing import (
+from rewards_sandbox.server import SandboxServer
+from rewards_sandbox.signing import (
     hpgames_signature,
     sign_hpgames_body,
     verify_hpgames_signature,
 )
-from airflow_provider_rewards.sandbox.state import SandboxState
-from airflow_provider_rewards.sandbox.testing import running_sandbox
+from rewards_sandbox.state import SandboxState
+from rewards_sandbox.testing import running_sandbox
 
 __all__ = [
     "DEMO_HPGAMES_CANCELLED_EXTERNAL_ID",

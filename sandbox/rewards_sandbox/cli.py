@@ -16,9 +16,9 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from airflow_provider_rewards.sandbox.config import FAULT_KINDS, SandboxConfig
-from airflow_provider_rewards.sandbox.seed import Seed, demo_seed, load_seed_file
-from airflow_provider_rewards.sandbox.server import SandboxServer
+from rewards_sandbox.config import FAULT_KINDS, SandboxConfig
+from rewards_sandbox.seed import Seed, demo_seed, load_seed_file
+from rewards_sandbox.server import SandboxServer
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ def check_fault_rate(rate: float) -> float:
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Settings of :class:`~airflow_provider_rewards.sandbox.server.SandboxServer`.
+    """Settings of :class:`~rewards_sandbox.server.SandboxServer`.
 
     ``seed`` (a mapping in the seed JSON format) or ``seed_file`` (a path) replaces the demo seed.
     Times are in seconds unless the name says otherwise.

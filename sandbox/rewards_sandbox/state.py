@@ -16,14 +16,14 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_rewards.sandbox.errors import (
+from rewards_sandbox.errors import (
     THANX_BAD_REQUEST,
     THANX_NOT_FOUND,
     HpgError,
     HpgErrorCode,
     ThanxError,
 )
-from airflow_provider_rewards.sandbox.models import (
+from rewards_sandbox.models import (
     CANCELLED,
     COMPLETED,
     FAILED,
@@ -37,7 +37,7 @@ from airflow_provider_rewards.sandbox.models import (
     ThanxCredential,
     ThanxMerchant,
 )
-from airflow_provider_rewards.sandbox.seed import Seed, parse_seed
+from rewards_sandbox.seed import Seed, parse_seed
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 

@@ -53,7 +53,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_rewards.sandbox.models import (
+from rewards_sandbox.models import (
     CANCELLED,
     CLOSED,
     COMPLETED,

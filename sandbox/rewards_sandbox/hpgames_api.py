@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_rewards.sandbox.errors import HpgError, HpgErrorCode
-from airflow_provider_rewards.sandbox.models import REWARD_STATUSES, HpgMerchant
-from airflow_provider_rewards.sandbox.protocol import ApiRequest, ApiResponse, BodyError, parse_json_object
-from airflow_provider_rewards.sandbox.seed import UUID_RE
-from airflow_provider_rewards.sandbox.signing import now_ms, verify_hpgames_signature
-from airflow_provider_rewards.sandbox.state import SandboxState
+from rewards_sandbox.errors import HpgError, HpgErrorCode
+from rewards_sandbox.models import REWARD_STATUSES, HpgMerchant
+from rewards_sandbox.protocol import ApiRequest, ApiResponse, BodyError, parse_json_object
+from rewards_sandbox.seed import UUID_RE
+from rewards_sandbox.signing import now_ms, verify_hpgames_signature
+from rewards_sandbox.state import SandboxState
 
 PREFIX = "/api/v1/integration/"
 #: Sandbox limit on list fields (the vendor documents none).

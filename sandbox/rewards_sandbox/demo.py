@@ -41,7 +41,7 @@ class Credentials:
 
     @classmethod
     def demo(cls) -> Credentials:
-        from airflow_provider_rewards import sandbox
+        import rewards_sandbox as sandbox
 
         return cls(
             sandbox.DEMO_THANX_CLIENT_ID,
@@ -54,7 +54,7 @@ class Credentials:
 
 def demo_params() -> dict[str, Any]:
     """The flagship DAG's param defaults: what the sandbox's demo seed expects a teardown to take back."""
-    from airflow_provider_rewards import sandbox
+    import rewards_sandbox as sandbox
 
     return {
         "thanx_merchant_id": sandbox.DEMO_THANX_MERCHANT_ID,
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--revoke-seconds", type=float, default=3.0, help="sandbox: time a revocation takes")
     args = parser.parse_args(argv)
 
-    from airflow_provider_rewards.sandbox import running_sandbox
+    from rewards_sandbox import running_sandbox
 
     credentials = Credentials.demo()
     params = {**demo_params(), **(args.conf or {})}

@@ -8,8 +8,10 @@ Run it with ``rewards-sandbox`` / ``python -m rewards_sandbox``, or in-process::
         print(sandbox.base_url)
 """
 
-from rewards_sandbox.config import FAULT_KINDS, SandboxConfig
+from rewards_sandbox.clock import SandboxClock
+from rewards_sandbox.config import DEFAULT_FAULT_KINDS, FAULT_KINDS, RateWindow, SandboxConfig, parse_rate_limit
 from rewards_sandbox.errors import HpgErrorCode
+from rewards_sandbox.requestlog import id_set_digest
 from rewards_sandbox.seed import (
     DEMO_HPGAMES_CANCEL_BY_EXTERNAL_IDS,
     DEMO_HPGAMES_CANCEL_BY_EXTERNAL_REWARD_IDS,
@@ -73,6 +75,7 @@ from rewards_sandbox.state import SandboxState
 from rewards_sandbox.testing import running_sandbox
 
 __all__ = [
+    "DEFAULT_FAULT_KINDS",
     "DEMO_HPGAMES_CANCELLED_EXTERNAL_ID",
     "DEMO_HPGAMES_CANCELLED_REWARD_ID",
     "DEMO_HPGAMES_CANCEL_BY_EXTERNAL_IDS",
@@ -122,13 +125,17 @@ __all__ = [
     "DEMO_THANX_VARIANT_ID",
     "FAULT_KINDS",
     "HpgErrorCode",
+    "RateWindow",
+    "SandboxClock",
     "SandboxConfig",
     "SandboxServer",
     "SandboxState",
     "SeedError",
     "demo_seed",
     "hpgames_signature",
+    "id_set_digest",
     "load_seed_file",
+    "parse_rate_limit",
     "parse_seed",
     "running_sandbox",
     "sign_hpgames_body",

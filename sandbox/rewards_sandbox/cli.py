@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from rewards_sandbox.config import FAULT_KINDS, SandboxConfig
+from rewards_sandbox.config import ALREADY_CANCELLED_MODES, DEFAULT_FAULT_KINDS, FAULT_KINDS, SandboxConfig
 from rewards_sandbox.seed import Seed, demo_seed, load_seed_file
 from rewards_sandbox.server import SandboxServer
 
@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-seed", type=int, default=None, help="seed of the fault RNG (reproducible)")
     parser.add_argument(
         "--fault-kinds",
-        default=",".join(FAULT_KINDS),
-        help=f"comma-separated fault kinds among {','.join(FAULT_KINDS)} (default all)",
+        default=",".join(DEFAULT_FAULT_KINDS),
+        help=f"comma-separated fault kinds among {','.join(FAULT_KINDS)} "
+        f"(default {','.join(DEFAULT_FAULT_KINDS)}; error_200 is opt-in)",
     )
     parser.add_argument("--retry-after-s", type=int, default=1, help="Retry-After of injected 429s")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each vendor request")
@@ -55,6 +56,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="accepted HPGames timestamp skew (default 300)",
     )
     parser.add_argument("--log-requests", action="store_true", help="log vendor requests to stderr")
+    parser.add_argument(
+        "--log-bodies",
+        action="store_true",
+        help="also record request bodies (hash redacted) in /_sandbox/requests",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="N/Ws,...",
+        default=None,
+        help="sliding windows per credential (Thanx access token, HPGames merchant), e.g. 5/s,2000/900s; "
+        "over the limit: 429 + Retry-After (seconds until a slot frees); rejected requests do not count",
+    )
+    parser.add_argument(
+        "--retry-after-override",
+        type=int,
+        metavar="N",
+        default=None,
+        help="send Retry-After: N on every 429 (rate limit and injected faults)",
+    )
+    parser.add_argument(
+        "--already-cancelled",
+        choices=ALREADY_CANCELLED_MODES,
+        default="ok",
+        help="cancel/bulkCancel of an already CANCELLED reward: ok (200, no-op; default) or refuse "
+        "(409 errorCode 1010 'reward already cancelled', whole request refused, nothing changed)",
+    )
+    parser.add_argument(
+        "--error-200-for",
+        metavar="ACTION,...",
+        default=None,
+        help="HPGames actions (e.g. bulkCancel,readAll or reward-configurations/read) always answered "
+        'HTTP 200 {"errorCode": 1003, "errorText": ...} with nothing changed',
+    )
+    parser.add_argument(
+        "--now-ms",
+        type=int,
+        default=None,
+        help="start the vendor clock at this epoch-ms time (default real time); see /_sandbox/clock",
+    )
+    parser.add_argument(
+        "--read-all-external-id",
+        action="store_true",
+        help="add the undocumented externalId to rewards/readAll items (the vendor documents none)",
+    )
     return parser
 
 
@@ -95,6 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             latency_ms=args.latency_ms,
             timestamp_window_s=args.timestamp_window_s,
             log_requests=args.log_requests,
+            log_bodies=args.log_bodies,
+            rate_limit=args.rate_limit,
+            retry_after_override=args.retry_after_override,
+            already_cancelled=args.already_cancelled,
+            error_200_actions=args.error_200_for,
+            now_ms=args.now_ms,
+            read_all_external_id=args.read_all_external_id,
         )
         server = SandboxServer(config)
         base_url = server.start()

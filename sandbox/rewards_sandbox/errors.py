@@ -31,7 +31,8 @@ class HpgErrorCode(IntEnum):
     UNKNOWN_MERCHANT = 1006  # 401: merchantId unknown
     UNKNOWN_ENDPOINT = 1007  # 404 unknown path, 405 wrong method
     DUPLICATE_EXTERNAL_ID = 1008  # 409: externalId already used by this merchant
-    CONFIGURATION_INACTIVE = 1009  # 409: assign from an INACTIVE reward configuration
+    CONFIGURATION_INACTIVE = 1009  # 409: assign from an INACTIVE or ended reward configuration
+    ALREADY_CANCELLED = 1010  # 409: cancel of a CANCELLED reward (only with already_cancelled="refuse")
     RATE_LIMITED = 1429  # 429 (injected fault)
     INTERNAL_ERROR = 1500  # 500 (injected fault or unexpected error)
     SERVICE_UNAVAILABLE = 1503  # 503 (injected fault)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rewards_sandbox.errors import HpgError, HpgErrorCode
-from rewards_sandbox.models import REWARD_STATUSES, HpgMerchant
+from rewards_sandbox.models import CONFIGURATION_STATUSES, REWARD_STATUSES, REWARD_TYPES, HpgMerchant
 from rewards_sandbox.protocol import ApiRequest, ApiResponse, BodyError, parse_json_object
 from rewards_sandbox.seed import UUID_RE
 from rewards_sandbox.signing import now_ms, verify_hpgames_signature
@@ -199,14 +199,38 @@ def _read_all(state: SandboxState, merchant_id: str, body: Body) -> ApiResponse:
     status = body.get("status")
     if status is not None and status not in REWARD_STATUSES:
         raise _invalid(f"status must be one of {', '.join(REWARD_STATUSES)}")
-    rewards = state.read_rewards(
+    chunks = state.stream_read_all(
         merchant_id,
         player_id=_opt_str(body, "playerId"),
         config_id=config_id,
         external_config_id=external_config_id,
         status=status,
+        external_id=state.read_all_external_id,
     )
-    return ApiResponse.json(200, rewards)
+    return ApiResponse.stream(200, chunks)
+
+
+def _read_configurations(state: SandboxState, merchant_id: str, body: Body) -> ApiResponse:
+    """``reward-configurations/readAll`` with optional ``name`` (partial), ``status``, ``rewardType``."""
+    status = body.get("status")
+    if status is not None and status not in CONFIGURATION_STATUSES:
+        raise _invalid(f"status must be one of {', '.join(CONFIGURATION_STATUSES)}")
+    reward_type = body.get("rewardType")
+    if reward_type is not None and reward_type not in REWARD_TYPES:
+        raise _invalid(f"rewardType must be one of {', '.join(REWARD_TYPES)}")
+    configs = state.read_configurations(
+        merchant_id, name=_opt_str(body, "name"), status=status, reward_type=reward_type
+    )
+    return ApiResponse.json(200, configs)
+
+
+def _read_configuration(state: SandboxState, merchant_id: str, body: Body) -> ApiResponse:
+    """``reward-configurations/read`` by ``id`` xor ``externalId`` → 200, the configuration."""
+    _one_of(body, "id", "externalId", required=True)
+    config = state.read_configuration(
+        merchant_id, config_id=_opt_uuid(body, "id"), external_id=_opt_str(body, "externalId")
+    )
+    return ApiResponse.json(200, config)
 
 
 _ENDPOINTS: dict[str, Callable[[SandboxState, str, Body], ApiResponse]] = {
@@ -215,4 +239,6 @@ _ENDPOINTS: dict[str, Callable[[SandboxState, str, Body], ApiResponse]] = {
     "rewards/bulkCancel": _bulk_cancel,
     "rewards/bulkCancelByQuery": _bulk_cancel_by_query,
     "rewards/readAll": _read_all,
+    "reward-configurations/read": _read_configuration,
+    "reward-configurations/readAll": _read_configurations,
 }

@@ -23,6 +23,7 @@ EXPIRED = "EXPIRED"
 CANCELLED = "CANCELLED"
 REWARD_STATUSES = (IN_PROGRESS, CLOSED, EXPIRED, CANCELLED)
 CONFIGURATION_STATUSES = ("ACTIVE", "INACTIVE")
+REWARD_TYPES = ("FREE_BET",)
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -182,9 +183,21 @@ class RewardConfiguration:
     status: str
     number_of_free_bets: int
     duration_minutes: int
+    start_date: int | None = None
+    end_date: int | None = None
+    games: tuple[dict[str, Any], ...] = ()
+
+    def ended(self, now_ms: int) -> bool:
+        """Whether the assignment window closed (``endDate`` at or before ``now_ms``)."""
+        return self.end_date is not None and self.end_date <= now_ms
+
+    def assignable(self, now_ms: int) -> bool:
+        """Whether ``now_ms`` is inside the ``startDate``..``endDate`` assignment window."""
+        started = self.start_date is None or self.start_date <= now_ms
+        return started and not self.ended(now_ms)
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the configuration as the vendor names its fields."""
+        """Return the configuration as the vendor names its fields (``read``/``readAll`` item)."""
         return {
             "id": self.id,
             "externalId": self.external_id,
@@ -193,11 +206,14 @@ class RewardConfiguration:
             "status": self.status,
             "rewardType": "FREE_BET",
             "numberOfFreeBets": self.number_of_free_bets,
+            "startDate": self.start_date,
+            "endDate": self.end_date,
             "duration": self.duration_minutes,
+            "games": [dict(game) for game in self.games],
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class Reward:
     """One reward assigned to one player."""
 
@@ -218,11 +234,10 @@ class Reward:
         if self.status == IN_PROGRESS and self.expiration_date <= now_ms:
             self.status = EXPIRED
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the readAll item representation."""
-        return {
+    def as_dict(self, *, external_id: bool = False) -> dict[str, Any]:
+        """Return the documented readAll item (``externalId`` only when asked: it is undocumented)."""
+        item = {
             "id": self.id,
-            "externalId": self.external_id,
             "rewardConfigurationId": self.configuration_id,
             "playerId": self.player_id,
             "merchantId": self.merchant_id,
@@ -232,3 +247,6 @@ class Reward:
             "remainingFreeBets": self.remaining_free_bets,
             "status": self.status,
         }
+        if external_id:
+            item["externalId"] = self.external_id
+        return item

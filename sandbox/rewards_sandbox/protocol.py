@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +31,22 @@ class ApiRequest:
 
 @dataclass
 class ApiResponse:
-    """A response to write: ``body`` is sent as is; ``content_type`` None means no body."""
+    """A response to write: ``body`` is sent as is; ``content_type`` None means no body.
+
+    With ``chunks`` set, the body is those byte chunks instead, sent with chunked transfer
+    encoding as they are produced (``body`` is ignored).
+    """
 
     status: int
     body: bytes = b""
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    chunks: Iterable[bytes] | None = None
+
+    @classmethod
+    def stream(cls, status: int, chunks: Iterable[bytes], content_type: str = "application/json") -> ApiResponse:
+        """Build a streamed (chunked) response."""
+        return cls(status=status, content_type=content_type, chunks=chunks)
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> ApiResponse:

@@ -6,7 +6,11 @@ never subject to faults or latency and not recorded in the request log:
 - ``GET  /_sandbox/state``    every job (with its current derived state) and reward, by merchant
 - ``POST /_sandbox/reset``    back to the seed
 - ``GET  /_sandbox/requests`` the request log (``?limit=N`` for the last N); ``DELETE`` clears it
-- ``GET|POST /_sandbox/faults`` read / set ``{"rate": .., "seed": .., "kinds": [..]}``
+- ``GET|POST /_sandbox/faults`` read / set ``{"rate": .., "seed": .., "kinds": [..]}`` and the
+  behaviours ``{"rate_limit": "5/s,2000/900s"|null, "retry_after_override": N|null,
+  "already_cancelled": "ok"|"refuse", "error_200_actions": ["bulkCancel", ..]}`` (any subset)
+- ``GET|POST /_sandbox/clock`` read / move the vendor clock: ``{"now_ms": ..}``, ``{"advance_s": ..}``
+  or ``{"real_time": true}``
 - ``GET  /_sandbox/health``   ``{"status": "ok"}``
 """
 
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import random
 import socket
 import socketserver
@@ -30,7 +36,16 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from rewards_sandbox import hpgames_api, thanx_api
-from rewards_sandbox.config import SandboxConfig, check_fault_rate, normalize_fault_kinds
+from rewards_sandbox.clock import SandboxClock
+from rewards_sandbox.config import (
+    RateLimitSpec,
+    SandboxConfig,
+    check_already_cancelled,
+    check_fault_rate,
+    normalize_error_200_actions,
+    normalize_fault_kinds,
+    parse_rate_limit,
+)
 from rewards_sandbox.errors import (
     THANX_BAD_REQUEST,
     THANX_GENERIC_ERROR,
@@ -41,6 +56,8 @@ from rewards_sandbox.errors import (
     ThanxError,
 )
 from rewards_sandbox.protocol import ApiRequest, ApiResponse, BodyError, parse_json_object
+from rewards_sandbox.ratelimit import RateLimiter
+from rewards_sandbox.requestlog import body_facts
 from rewards_sandbox.seed import demo_seed, load_seed_file
 from rewards_sandbox.state import SandboxState
 
@@ -52,6 +69,8 @@ _FAULT_TEXTS = {
     "500": "Something went wrong",
     "503": "Service temporarily unavailable",
 }
+ERROR_200_TEXT = "Request rejected (sandbox fault error_200): nothing was changed"
+_UNSET: Any = object()
 _HPG_FAULT_CODES = {
     "429": HpgErrorCode.RATE_LIMITED,
     "500": HpgErrorCode.INTERNAL_ERROR,
@@ -73,13 +92,22 @@ class SandboxServer:
             seed = load_seed_file(self.config.seed_file)
         else:
             seed = self.config.seed if self.config.seed is not None else demo_seed()
+        self.clock = SandboxClock(self.config.now_ms)
         self.state = SandboxState(
-            seed, revoke_seconds=self.config.revoke_seconds, issue_seconds=self.config.issue_seconds
+            seed,
+            revoke_seconds=self.config.revoke_seconds,
+            issue_seconds=self.config.issue_seconds,
+            clock=self.clock,
+            already_cancelled=self.config.already_cancelled,
+            read_all_external_id=self.config.read_all_external_id,
         )
         self._fault_lock = threading.Lock()
         self._fault_rate = self.config.fault_rate
         self._fault_seed = self.config.fault_seed
         self._fault_kinds = self.config.fault_kinds
+        self._error_200_actions = self.config.error_200_actions
+        self._retry_after_override = self.config.retry_after_override
+        self.rate_limiter = RateLimiter(parse_rate_limit(self.config.rate_limit))
         self._rng = random.Random(self.config.fault_seed)
         self._log: deque[dict[str, Any]] = deque(maxlen=self.config.request_log_size)
         self._log_lock = threading.Lock()
@@ -146,8 +174,41 @@ class SandboxServer:
     # Runtime control
     # -----------------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Put every store back to the seed (faults and the request log are kept)."""
+        """Put every store back to the seed and forget rate-limit counts (faults, clock and log are kept)."""
         self.state.reset()
+        self.rate_limiter.clear()
+
+    def set_behaviours(
+        self,
+        *,
+        rate_limit: RateLimitSpec = _UNSET,
+        retry_after_override: int | None = _UNSET,
+        already_cancelled: str = _UNSET,
+        error_200_actions: Iterable[str] | str | None = _UNSET,
+    ) -> None:
+        """Change the given behaviours (all validated before any is applied).
+
+        ``rate_limit`` (None: no limit) also forgets the requests counted so far.
+        """
+        windows = None if rate_limit is _UNSET else parse_rate_limit(rate_limit)
+        actions = None if error_200_actions is _UNSET else normalize_error_200_actions(error_200_actions)
+        if already_cancelled is not _UNSET:
+            check_already_cancelled(already_cancelled)
+        override_given = retry_after_override is not _UNSET
+        if override_given and retry_after_override is not None:
+            if isinstance(retry_after_override, bool) or not isinstance(retry_after_override, int):
+                raise ValueError("retry_after_override must be an integer number of seconds or null")
+            if retry_after_override < 1:
+                raise ValueError("retry_after_override must be >= 1 second")
+        with self._fault_lock:
+            if windows is not None:
+                self.rate_limiter.configure(windows)
+            if actions is not None:
+                self._error_200_actions = actions
+            if already_cancelled is not _UNSET:
+                self.state.already_cancelled = already_cancelled
+            if override_given:
+                self._retry_after_override = retry_after_override
 
     def set_faults(self, rate: float, seed: int | None = None, kinds: FaultKinds | None = None) -> None:
         """Set the fault probability; ``seed`` re-seeds the fault RNG; ``kinds`` None means all kinds."""
@@ -168,11 +229,15 @@ class SandboxServer:
                 "seed": self._fault_seed,
                 "kinds": list(self._fault_kinds),
                 "retry_after_s": self.config.retry_after_s,
+                "rate_limit": ",".join(str(w) for w in self.rate_limiter.windows) or None,
+                "retry_after_override": self._retry_after_override,
+                "already_cancelled": self.state.already_cancelled,
+                "error_200_actions": list(self._error_200_actions),
             }
 
     def snapshot(self) -> dict[str, Any]:
-        """The whole state (see ``GET /_sandbox/state``) plus fault settings."""
-        return {**self.state.snapshot(), "faults": self.faults()}
+        """The whole state (see ``GET /_sandbox/state``) plus fault settings and the clock."""
+        return {**self.state.snapshot(), "faults": self.faults(), "clock": self.clock.as_dict()}
 
     def request_log(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The recorded vendor requests, oldest first (the last ``limit`` ones if given)."""
@@ -188,19 +253,49 @@ class SandboxServer:
     # -----------------------------------------------------------------------------------------
     # Request handling (called from handler threads)
     # -----------------------------------------------------------------------------------------
-    def _draw_fault(self) -> str | None:
-        """Draw the fault of one request (None most of the time)."""
+    def _draw_fault(self, *, hpgames: bool) -> str | None:
+        """Draw the fault of one request (None most of the time); ``error_200`` only hits HPGames."""
         with self._fault_lock:
             if self._fault_rate <= 0 or self._rng.random() >= self._fault_rate:
                 return None
-            return self._rng.choice(self._fault_kinds)
+            kinds = self._fault_kinds if hpgames else [k for k in self._fault_kinds if k != "error_200"]
+            return self._rng.choice(kinds) if kinds else None
+
+    def _rate_limit_key(self, request: ApiRequest, *, hpgames: bool) -> str | None:
+        """The credential a request counts against: Thanx access token (hashed) or HPGames merchantId."""
+        if hpgames:
+            try:
+                merchant_id = json.loads(request.body).get("merchantId")
+            except (ValueError, AttributeError):
+                return None
+            return f"hpgames:{merchant_id.lower()}" if isinstance(merchant_id, str) and merchant_id else None
+        scheme, _, token = (request.header("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return "thanx:" + hashlib.sha256(token.strip().encode()).hexdigest()[:16]
+
+    def _retry_after(self, seconds: int) -> str:
+        """The Retry-After value: the override when set."""
+        override = self._retry_after_override
+        return str(override if override is not None else seconds)
 
     def handle_vendor(self, request: ApiRequest) -> tuple[ApiResponse, str | None]:
-        """Answer a vendor request; returns the response and the injected fault kind."""
+        """Answer a vendor request; returns the response and the fault kind (``rate_limit`` included)."""
         if self.config.latency_ms > 0:
             time.sleep(self.config.latency_ms / 1000)
-        fault = self._draw_fault()
         hpgames = request.path.startswith(hpgames_api.PREFIX)
+        vendor = hpgames or request.path.startswith(thanx_api.PREFIX)
+        key = self._rate_limit_key(request, hpgames=hpgames) if vendor and self.rate_limiter.windows else None
+        wait = self.rate_limiter.admit(key) if key is not None else None
+        if wait is not None:
+            return self._rate_limited_response(wait, hpgames=hpgames), "rate_limit"
+        if hpgames and request.path.removeprefix(hpgames_api.PREFIX) in self._error_200_actions:
+            fault: str | None = "error_200"
+        else:
+            fault = self._draw_fault(hpgames=hpgames)
+        if fault == "error_200":
+            body = HpgError(200, HpgErrorCode.VALIDATION, ERROR_200_TEXT).body()
+            return ApiResponse.json(200, body), fault
         if fault in _FAULT_TEXTS:
             return self._fault_response(fault, hpgames=hpgames), fault
         try:
@@ -220,7 +315,7 @@ class SandboxServer:
     def _fault_response(self, kind: str, *, hpgames: bool) -> ApiResponse:
         """The vendor-shaped error answer of an injected 429/500/503."""
         status, text = int(kind), _FAULT_TEXTS[kind]
-        headers = {"Retry-After": str(self.config.retry_after_s)} if kind == "429" else {}
+        headers = {"Retry-After": self._retry_after(self.config.retry_after_s)} if kind == "429" else {}
         if hpgames:
             body = HpgError(status, _HPG_FAULT_CODES[kind], text).body()
         else:
@@ -228,8 +323,20 @@ class SandboxServer:
             body = ThanxError(status, code, text).body()
         return ApiResponse.json(status, body, headers)
 
+    def _rate_limited_response(self, wait_s: int, *, hpgames: bool) -> ApiResponse:
+        """The 429 of a request over the rate limit, in the vendor's error shape."""
+        text = f"Rate limit exceeded: retry in {wait_s} s"
+        headers = {"Retry-After": self._retry_after(wait_s)}
+        if hpgames:
+            return ApiResponse.json(429, HpgError(429, HpgErrorCode.RATE_LIMITED, text).body(), headers)
+        return ApiResponse.json(429, ThanxError(429, THANX_TOO_MANY_REQUESTS, text).body(), headers)
+
     def record(self, request: ApiRequest, status: int, fault: str | None, started: float) -> None:
-        """Append one vendor request to the log: never headers, bodies or query strings."""
+        """Append one vendor request to the log: never headers or query strings; bodies only as
+        batch sizes and digests (``bulkCancel``, ``bulkCancelByQuery``), or with ``log_bodies``.
+        """
+        hpgames = request.path.startswith(hpgames_api.PREFIX)
+        action = request.path.removeprefix(hpgames_api.PREFIX) if hpgames else None
         entry = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "method": request.method,
@@ -237,6 +344,7 @@ class SandboxServer:
             "status": status,
             "fault": fault,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            **body_facts(action, request.body, log_bodies=self.config.log_bodies),
         }
         with self._log_lock:
             self._log.append(entry)
@@ -268,14 +376,36 @@ class SandboxServer:
                     return ApiResponse.json(200, self.faults())
                 case ("POST", "/faults"):
                     body = parse_json_object(request.body)
-                    rate = body.get("rate", self.faults()["rate"])
-                    self.set_faults(rate, seed=body.get("seed"), kinds=body.get("kinds"))
+                    behaviours = {k: body[k] for k in _BEHAVIOUR_KEYS if k in body}
+                    if unknown := sorted(set(body) - set(_BEHAVIOUR_KEYS) - {"rate", "seed", "kinds"}):
+                        raise ValueError(f"unknown fault settings {unknown}")
+                    if behaviours:
+                        self.set_behaviours(**behaviours)
+                    if not behaviours or {"rate", "seed", "kinds"} & set(body):
+                        rate = body.get("rate", self.faults()["rate"])
+                        self.set_faults(rate, seed=body.get("seed"), kinds=body.get("kinds"))
                     return ApiResponse.json(200, self.faults())
+                case ("GET", "/clock"):
+                    return ApiResponse.json(200, self.clock.as_dict())
+                case ("POST", "/clock"):
+                    body = parse_json_object(request.body)
+                    if unknown := sorted(set(body) - {"now_ms", "advance_s", "real_time"}):
+                        raise ValueError(f"unknown clock settings {unknown}; use now_ms, advance_s or real_time")
+                    if body.get("real_time"):
+                        self.clock.reset()
+                    if "now_ms" in body:
+                        self.clock.set_ms(body["now_ms"])
+                    if "advance_s" in body:
+                        self.clock.advance(body["advance_s"])
+                    return ApiResponse.json(200, self.clock.as_dict())
                 case ("GET", "/health"):
                     return ApiResponse.json(200, {"status": "ok"})
         except (BodyError, ValueError, TypeError) as exc:
             return ApiResponse.json(400, {"error": str(exc)})
         return ApiResponse.json(404, {"error": f"No sandbox route for {request.method} {request.path}"})
+
+
+_BEHAVIOUR_KEYS = ("rate_limit", "retry_after_override", "already_cancelled", "error_200_actions")
 
 
 class _BadBody(Exception):
@@ -422,7 +552,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.readline(3)
 
     def _write(self, response: ApiResponse) -> None:
-        """Write status line, headers and body."""
+        """Write status line, headers and body (chunked when the response streams)."""
+        if response.chunks is not None:
+            self._write_chunked(response)
+            return
         self.send_response(response.status)
         if response.content_type:
             self.send_header("Content-Type", response.content_type)
@@ -432,6 +565,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers_with_body(response.body)
+
+    def _write_chunked(self, response: ApiResponse) -> None:
+        """Write a ``Transfer-Encoding: chunked`` response, one chunk per produced piece."""
+        self.send_response(response.status)
+        if response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        for chunk in response.chunks or ():
+            if chunk:
+                self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def end_headers_with_body(self, body: bytes) -> None:
         """Like ``end_headers`` but sends headers and body in one write (no Nagle/delayed-ACK stall)."""

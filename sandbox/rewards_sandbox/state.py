@@ -13,9 +13,10 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from rewards_sandbox.config import check_already_cancelled
 from rewards_sandbox.errors import (
     THANX_BAD_REQUEST,
     THANX_NOT_FOUND,
@@ -66,10 +67,16 @@ class SandboxState:
         revoke_seconds: float = 5.0,
         issue_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
+        already_cancelled: str = "ok",
+        read_all_external_id: bool = False,
     ) -> None:
         self._seed = seed if isinstance(seed, Seed) else parse_seed(seed)
         self.revoke_seconds = revoke_seconds
         self.issue_seconds = issue_seconds
+        #: "ok": cancelling a CANCELLED reward is a no-op; "refuse": a 409 and nothing changes.
+        self.already_cancelled = check_already_cancelled(already_cancelled)
+        #: Add the undocumented ``externalId`` to readAll items.
+        self.read_all_external_id = read_all_external_id
         self._clock = clock
         self._lock = threading.RLock()
         self.reset()
@@ -270,6 +277,12 @@ class SandboxState:
                 raise HpgError(
                     409, HpgErrorCode.CONFIGURATION_INACTIVE, f"Reward configuration {config.id} is INACTIVE"
                 )
+            if not config.assignable(self._now_ms()):
+                raise HpgError(
+                    409,
+                    HpgErrorCode.CONFIGURATION_INACTIVE,
+                    f"Reward configuration {config.id} is outside its startDate..endDate window",
+                )
             reward_ids = [str(uuid.uuid4()) for _ in player_ids]
             if external_id is None:
                 external_ids = [f"gen-{rid}" for rid in reward_ids]
@@ -308,8 +321,10 @@ class SandboxState:
         """Cancel rewards by id or externalId, atomically; returns how many changed state.
 
         The first unknown item is a 404 and the first CLOSED/EXPIRED one a 409 (in list order);
-        then nothing changes. Already CANCELLED rewards are left as they are.
+        then nothing changes. Already CANCELLED rewards are left as they are, unless
+        ``already_cancelled`` is "refuse": then the first of them is a 409 and nothing changes.
         """
+        refuse_cancelled = self.already_cancelled == "refuse"
         refs = [("id", r, r, None) for r in reward_ids] + [("externalId", e, None, e) for e in external_ids]
         with self._lock:
             targets = []
@@ -317,6 +332,9 @@ class SandboxState:
                 reward = self._find_reward(merchant_id, rid, ext)
                 if reward is None:
                     raise HpgError(404, HpgErrorCode.NOT_FOUND, f"Reward with {kind} {value} not found")
+                if reward.status == CANCELLED and refuse_cancelled:
+                    text = f"Reward with {kind} {value}: reward already cancelled"
+                    raise HpgError(409, HpgErrorCode.ALREADY_CANCELLED, text)
                 if reward.status not in (IN_PROGRESS, CANCELLED):
                     raise HpgError(
                         409,
@@ -384,12 +402,87 @@ class SandboxState:
         config_id: str | None = None,
         external_config_id: str | None = None,
         status: str | None = None,
+        external_id: bool = False,
     ) -> list[dict[str, Any]]:
         """Return the merchant's rewards matching the filters, as readAll items."""
+        batches = self._read_batches(merchant_id, player_id, config_id, external_config_id, status)
+        items = []
+        for batch in batches:
+            with self._lock:
+                items += [reward.as_dict(external_id=external_id) for reward in batch]
+        return items
+
+    def _read_batches(
+        self,
+        merchant_id: str,
+        player_id: str | None,
+        config_id: str | None,
+        external_config_id: str | None,
+        status: str | None,
+        batch_size: int = 2000,
+    ) -> Iterator[list[Reward]]:
+        """The matching rewards, in batches, each batch taken under the lock."""
         players = None if player_id is None else {player_id}
         with self._lock:
             matches = self._query(merchant_id, players, config_id, external_config_id, status)
-            return [reward.as_dict() for reward in matches]
+        for start in range(0, len(matches), batch_size):
+            yield matches[start : start + batch_size]
+
+    def stream_read_all(
+        self,
+        merchant_id: str,
+        *,
+        player_id: str | None = None,
+        config_id: str | None = None,
+        external_config_id: str | None = None,
+        status: str | None = None,
+        external_id: bool = False,
+    ) -> Iterator[bytes]:
+        """The readAll JSON array as byte chunks: only one batch of items is serialized at a time.
+
+        The set of matching rewards is fixed when the call is made; each item is serialized
+        under the lock, so it is one consistent reward (a concurrent cancel may show or not).
+        """
+        batches = self._read_batches(merchant_id, player_id, config_id, external_config_id, status)
+        yield b"["
+        first = True
+        for batch in batches:
+            with self._lock:
+                items = [json.dumps(r.as_dict(external_id=external_id), separators=(",", ":")) for r in batch]
+            text = ",".join(items)
+            yield (text if first else "," + text).encode()
+            first = False
+        yield b"]"
+
+    def read_configurations(
+        self,
+        merchant_id: str,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        reward_type: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The merchant's reward configurations matching every filter (``name``: case-insensitive part)."""
+        with self._lock:
+            configs = list(self._configs.get(merchant_id, {}).values())
+        return [
+            config.as_dict()
+            for config in configs
+            if (name is None or name.lower() in config.name.lower())
+            and (status is None or config.status == status)
+            and (reward_type is None or reward_type == "FREE_BET")
+        ]
+
+    def read_configuration(
+        self, merchant_id: str, *, config_id: str | None = None, external_id: str | None = None
+    ) -> dict[str, Any]:
+        """One reward configuration by id or externalId (404 otherwise)."""
+        with self._lock:
+            config = self._config(merchant_id, config_id, external_id)
+        if config is None:
+            ref = config_id if config_id is not None else f"externalId {external_id}"
+            raise HpgError(404, HpgErrorCode.NOT_FOUND, f"Reward configuration {ref} not found")
+        return config.as_dict()
 
     # -----------------------------------------------------------------------------------------
     # Inspection
@@ -408,7 +501,7 @@ class SandboxState:
                 rewards = {}
                 for rid, reward in self._rewards[mid].items():
                     reward.expire_if_due(now_ms)
-                    rewards[rid] = {**reward.as_dict(), "cancelledDate": reward.cancelled_date}
+                    rewards[rid] = {**reward.as_dict(external_id=True), "cancelledDate": reward.cancelled_date}
                 hpgames[mid] = {
                     "id": mid,
                     "name": merchant.name,

@@ -29,9 +29,9 @@ from rewards_sandbox import (
 from rewards_sandbox.signing import now_ms
 
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
+#: The documented readAll item: no ``externalId``.
 READ_ALL_FIELDS = {
     "id",
-    "externalId",
     "rewardConfigurationId",
     "playerId",
     "merchantId",
@@ -278,9 +278,9 @@ def test_assign(client):
     fields = {"externalRewardConfigurationId": DEMO_HPGAMES_EXTERNAL_CONFIG_ID, "playerIds": ["p-2", "p-3"]}
     several = client.hpg("assign", {**fields, "externalId": "promo-7"})
     assert several.status_code == 201
-    rewards = {r["id"]: r for r in client.hpg("readAll").json()}
+    assert {r["id"]: r["status"] for r in client.hpg("readAll").json()}[item["id"]] == "IN_PROGRESS"
+    rewards = client.snapshot()["hpgames"]["merchants"][DEMO_HPGAMES_MERCHANT_ID]["rewards"]
     assert rewards[item["id"]]["externalId"] == f"gen-{item['id']}"
-    assert rewards[item["id"]]["status"] == "IN_PROGRESS"
     assert {rewards[r["id"]]["externalId"] for r in several.json()} == {"promo-7-p-2", "promo-7-p-3"}
     assert_ok_empty(client.hpg("cancel", {"externalId": "promo-7-p-3"}))
     duplicate = client.hpg("assign", {**fields, "externalId": "promo-7"})

@@ -80,7 +80,16 @@ def test_fault_sequence_is_reproducible_and_settable_over_http(client, sandbox):
             json={"rate": 0.5, "seed": 42, "kinds": ["500", "503"]},
             timeout=10,
         )
-        assert set_faults.json() == {"rate": 0.5, "seed": 42, "kinds": ["500", "503"], "retry_after_s": 1}
+        assert set_faults.json() == {
+            "rate": 0.5,
+            "seed": 42,
+            "kinds": ["500", "503"],
+            "retry_after_s": 1,
+            "rate_limit": None,
+            "retry_after_override": None,
+            "already_cancelled": "ok",
+            "error_200_actions": [],
+        }
         return [client.thanx("GET", "/partner/scopes").status_code for _ in range(30)]
 
     first = run()

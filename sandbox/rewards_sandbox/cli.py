@@ -13,8 +13,9 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
+from typing import Any
 
 from rewards_sandbox.config import ALREADY_CANCELLED_MODES, DEFAULT_FAULT_KINDS, FAULT_KINDS, SandboxConfig
 from rewards_sandbox.seed import Seed, demo_seed, load_seed_file
@@ -119,6 +120,31 @@ def _credential_lines(parsed: Seed) -> list[str]:
     return lines
 
 
+def config_from_args(args: argparse.Namespace, seed: Mapping[str, Any]) -> SandboxConfig:
+    """The :class:`SandboxConfig` of parsed ``rewards-sandbox`` arguments (raises ValueError if invalid)."""
+    return SandboxConfig(
+        host=args.host,
+        port=args.port,
+        seed=seed,
+        revoke_seconds=args.revoke_seconds,
+        issue_seconds=args.issue_seconds,
+        fault_rate=args.fault_rate,
+        fault_seed=args.fault_seed,
+        fault_kinds=tuple(kind.strip() for kind in args.fault_kinds.split(",") if kind.strip()),
+        retry_after_s=args.retry_after_s,
+        latency_ms=args.latency_ms,
+        timestamp_window_s=args.timestamp_window_s,
+        log_requests=args.log_requests,
+        log_bodies=args.log_bodies,
+        rate_limit=args.rate_limit,
+        retry_after_override=args.retry_after_override,
+        already_cancelled=args.already_cancelled,
+        error_200_actions=args.error_200_for,
+        now_ms=args.now_ms,
+        read_all_external_id=args.read_all_external_id,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sandbox until SIGINT/SIGTERM; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -127,27 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         seed = load_seed_file(args.seed) if args.seed else demo_seed()
-        config = SandboxConfig(
-            host=args.host,
-            port=args.port,
-            seed=seed,
-            revoke_seconds=args.revoke_seconds,
-            issue_seconds=args.issue_seconds,
-            fault_rate=args.fault_rate,
-            fault_seed=args.fault_seed,
-            fault_kinds=tuple(kind.strip() for kind in args.fault_kinds.split(",") if kind.strip()),
-            retry_after_s=args.retry_after_s,
-            latency_ms=args.latency_ms,
-            timestamp_window_s=args.timestamp_window_s,
-            log_requests=args.log_requests,
-            log_bodies=args.log_bodies,
-            rate_limit=args.rate_limit,
-            retry_after_override=args.retry_after_override,
-            already_cancelled=args.already_cancelled,
-            error_200_actions=args.error_200_for,
-            now_ms=args.now_ms,
-            read_all_external_id=args.read_all_external_id,
-        )
+        config = config_from_args(args, seed)
         server = SandboxServer(config)
         base_url = server.start()
     except (OSError, ValueError) as exc:

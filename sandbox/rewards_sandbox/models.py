@@ -74,6 +74,7 @@ class ThanxCampaign:
     id: str
     merchant_id: str
     variant_ids: tuple[str, ...]
+    ends_at: str | None = None
 
 
 @dataclass

@@ -8,7 +8,8 @@ Seed file format (JSON object; every top-level key is optional)::
         "credentials": [{"client_id": "...", "access_token": "...",
                          "merchant_ids": ["k2lye10h32l5wzo"], "scopes": ["rewards.issue"]}],
         "campaigns":   [{"id": "camp_1", "merchant_id": "k2lye10h32l5wzo",
-                         "variant_ids": ["var_treat", "var_ctrl"]}],
+                         "variant_ids": ["var_treat", "var_ctrl"],
+                         "ends_at": "2025-08-31T23:59:59Z"}],   # optional; shown in /_sandbox/state
         "issuance_jobs": [{
           "id": "job_1", "merchant_id": "k2lye10h32l5wzo", "campaign_id": "camp_1",
           "variant_id": "var_treat",
@@ -27,13 +28,18 @@ Seed file format (JSON object; every top-level key is optional)::
         "merchants": [{"id": "<uuid>", "secret": "...", "name": "..."}],
         "reward_configurations": [{"id": "<uuid>", "merchantId": "<uuid>", "externalId": null,
                                    "name": "...", "status": "ACTIVE", "numberOfFreeBets": 5,
-                                   "duration": 10080}],      # duration in minutes
+                                   "duration": 10080,        # duration in minutes
+                                   "startDate": null, "endDate": 1756684799000,  # epoch ms, optional
+                                   "games": [{"gameId": 1, "betConstraints": {"EUR": {"betAmount": 1}}}]}],
         "rewards": [{"id": "<uuid>", "merchantId": "<uuid>", "rewardConfigurationId": "<uuid>",
                      "playerId": "player-001", "externalId": "ext-1",   # default "gen-<id>"
                      "status": "IN_PROGRESS",                         # default IN_PROGRESS
                      "assignedFreeBets": 5, "remainingFreeBets": 5,   # default: the configuration's
                      "assignedDate": 1754495931035,                   # epoch ms; default: load - 1 h
-                     "expirationDate": 1755100731035}]                # default: assigned + duration
+                     "expirationDate": 1755100731035}],               # default: assigned + duration
+        "generated_rewards": [{"merchantId": "<uuid>", "rewardConfigurationId": "<uuid>",
+                               "count": 1000000, "playerCount": 1000,   # player ids gen-player-<n>
+                               "status": "IN_PROGRESS"}]    # bulk rewards, built at reset
       }
     }
 
@@ -42,13 +48,15 @@ Seeded ``pending``/``processing`` jobs stay in that state forever (useful for er
 jobs created through Issue Rewards advance with time. An ``EXPIRED`` reward without dates gets an
 expiration date one minute before load time. Relative dates make every reset start from the same
 picture. Ids are checked for uniqueness per merchant; references are checked to exist.
+Assignment from a configuration is refused (409) outside its ``startDate``..``endDate``, judged
+by the sandbox clock (``/_sandbox/clock``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -109,6 +117,12 @@ DEMO_THANX_PENDING_JOB_ID = "job_demo_pending"
 DEMO_THANX_PROCESSING_JOB_ID = "job_demo_processing"
 DEMO_THANX_REVOKED_JOB_ID = "job_demo_revoked"
 DEMO_THANX_OTHER_MERCHANT_JOB_ID = "job_other_1"
+#: A second campaign of the demo merchant that has ended (``ends_at`` in the past), with its jobs.
+DEMO_THANX_ENDED_CAMPAIGN_ID = "camp_demo_ended"
+DEMO_THANX_ENDED_VARIANT_ID = "var_demo_ended"
+DEMO_THANX_ENDED_CAMPAIGN_JOB_IDS = ("job_ended_1", "job_ended_2")
+DEMO_THANX_CAMPAIGN_ENDS_AT = "2099-12-31T23:59:59Z"
+DEMO_THANX_ENDED_CAMPAIGN_ENDS_AT = "2025-08-31T23:59:59Z"
 DEMO_THANX_FORBIDDEN_MERCHANT_JOB_ID = "job_noaccess_1"
 
 # ---------------------------------------------------------------------------------------------
@@ -124,6 +138,15 @@ DEMO_HPGAMES_EXTERNAL_CONFIG_UUID = "c0f1a000-0000-4000-8000-000000000002"
 DEMO_HPGAMES_EXTERNAL_CONFIG_ID = "cfg-weekend-freebets"
 DEMO_HPGAMES_INACTIVE_CONFIG_ID = "c0f1a000-0000-4000-8000-000000000003"
 DEMO_HPGAMES_OTHER_CONFIG_ID = "c0f1a000-0000-4000-8000-000000000009"
+#: A configuration whose assignment window ended on 2025-08-31 (2 live rewards of player-007) ...
+DEMO_HPGAMES_ENDED_CONFIG_ID = "c0f1a000-0000-4000-8000-000000000004"
+DEMO_HPGAMES_ENDED_CONFIG_END_MS = 1756684799000  # 2025-08-31T23:59:59Z
+#: ... and one whose window runs until 2099-12-31 (ended only if the sandbox clock is moved past it).
+DEMO_HPGAMES_RUNNING_CONFIG_ID = "c0f1a000-0000-4000-8000-000000000005"
+DEMO_HPGAMES_RUNNING_CONFIG_END_MS = 4102444799000  # 2099-12-31T23:59:59Z
+DEMO_HPGAMES_CONFIG_START_MS = 1748736000000  # 2025-06-01T00:00:00Z
+DEMO_HPGAMES_ENDED_CONFIG_PLAYER_ID = "player-007"
+DEMO_HPGAMES_ENDED_CONFIG_REWARD_IDS = ("5e1f0000-0000-4000-8000-000000000601", "5e1f0000-0000-4000-8000-000000000602")
 
 DEMO_HPGAMES_PLAYER_IDS = tuple(f"player-00{n}" for n in range(1, 7))
 _P1, _P2, _P3, _P4, _P5, _P6 = DEMO_HPGAMES_PLAYER_IDS
@@ -179,7 +202,7 @@ def _user_not_found(*indexes: int) -> list[dict[str, Any]]:
 
 
 def _demo_rewards() -> list[dict[str, Any]]:
-    """The demo HPGames rewards (31 for the demo merchant, 4 for the other one)."""
+    """The demo HPGames rewards (33 for the demo merchant, 4 for the other one)."""
     m, a, b = DEMO_HPGAMES_MERCHANT_ID, DEMO_HPGAMES_CONFIG_ID, DEMO_HPGAMES_EXTERNAL_CONFIG_UUID
 
     def reward(n: int, player: str, config: str, **extra: Any) -> dict[str, Any]:
@@ -202,6 +225,8 @@ def _demo_rewards() -> list[dict[str, Any]]:
     untouched = (_P1, _P2, _P3, _P4, _P1, _P2, _P5, _P5, _P6, _P6, _P3, _P4)
     configs = (a, a, b, b, b, a, a, a, a, a, a, b)
     rewards += [reward(n, p, cfg) for n, p, cfg in zip(range(401, 413), untouched, configs, strict=True)]
+    ended = DEMO_HPGAMES_ENDED_CONFIG_ID
+    rewards += [reward(n, DEMO_HPGAMES_ENDED_CONFIG_PLAYER_ID, ended) for n in (601, 602)]
     rewards += [
         reward(501, _P5, b, externalId=DEMO_HPGAMES_CLOSED_EXTERNAL_ID, status=CLOSED, remainingFreeBets=0),
         reward(502, _P1, a, externalId=DEMO_HPGAMES_EXPIRED_EXTERNAL_ID, status=EXPIRED),
@@ -258,7 +283,18 @@ def demo_seed() -> dict[str, Any]:
                 },
             ],
             "campaigns": [
-                {"id": camp, "merchant_id": m, "variant_ids": [var, DEMO_THANX_CONTROL_VARIANT_ID]},
+                {
+                    "id": camp,
+                    "merchant_id": m,
+                    "variant_ids": [var, DEMO_THANX_CONTROL_VARIANT_ID],
+                    "ends_at": DEMO_THANX_CAMPAIGN_ENDS_AT,
+                },
+                {
+                    "id": DEMO_THANX_ENDED_CAMPAIGN_ID,
+                    "merchant_id": m,
+                    "variant_ids": [DEMO_THANX_ENDED_VARIANT_ID],
+                    "ends_at": DEMO_THANX_ENDED_CAMPAIGN_ENDS_AT,
+                },
                 {
                     "id": DEMO_THANX_OTHER_CAMPAIGN_ID,
                     "merchant_id": other,
@@ -291,6 +327,10 @@ def demo_seed() -> dict[str, Any]:
                     processed_count=80,
                 ),
                 _job(DEMO_THANX_REVOKED_JOB_ID, m, camp, var, REVOKED, total_count=30, **done),
+                *(
+                    _job(job_id, m, DEMO_THANX_ENDED_CAMPAIGN_ID, DEMO_THANX_ENDED_VARIANT_ID, COMPLETED, **done)
+                    for job_id in DEMO_THANX_ENDED_CAMPAIGN_JOB_IDS
+                ),
                 _job(
                     DEMO_THANX_OTHER_MERCHANT_JOB_ID,
                     other,
@@ -321,6 +361,32 @@ def demo_seed() -> dict[str, Any]:
             ],
             "reward_configurations": [
                 _config(DEMO_HPGAMES_CONFIG_ID, DEMO_HPGAMES_MERCHANT_ID, "Daily free bets", None, 5, 10080),
+                {
+                    **_config(
+                        DEMO_HPGAMES_ENDED_CONFIG_ID,
+                        DEMO_HPGAMES_MERCHANT_ID,
+                        "Summer 2025 free bets",
+                        "cfg-summer-2025",
+                        5,
+                        10080,
+                    ),
+                    "startDate": DEMO_HPGAMES_CONFIG_START_MS,
+                    "endDate": DEMO_HPGAMES_ENDED_CONFIG_END_MS,
+                    "games": [{"gameId": 101, "betConstraints": {"EUR": {"betAmount": 1}}}],
+                },
+                {
+                    **_config(
+                        DEMO_HPGAMES_RUNNING_CONFIG_ID,
+                        DEMO_HPGAMES_MERCHANT_ID,
+                        "Season pass free bets",
+                        "cfg-season-pass",
+                        3,
+                        10080,
+                    ),
+                    "startDate": DEMO_HPGAMES_CONFIG_START_MS,
+                    "endDate": DEMO_HPGAMES_RUNNING_CONFIG_END_MS,
+                    "games": [{"gameId": 102, "betConstraints": {"EUR": {"betAmount": 0.5}}}],
+                },
                 _config(
                     DEMO_HPGAMES_EXTERNAL_CONFIG_UUID,
                     DEMO_HPGAMES_MERCHANT_ID,
@@ -418,6 +484,50 @@ class RewardSeed:
 
 
 @dataclass(frozen=True)
+class GeneratedRewards:
+    """``count`` rewards of one configuration, built at reset (for scale tests: no per-reward seed).
+
+    Reward ``n`` (0-based) of entry ``entry`` has id ``9e<entry:06d>-0000-4000-8000-<n:012d>``,
+    externalId ``gen-<id>`` and player ``<player_prefix><n % player_count>``.
+    """
+
+    entry: int
+    merchant_id: str
+    configuration: RewardConfiguration
+    count: int
+    player_count: int
+    player_prefix: str
+    status: str
+
+    def reward_id(self, n: int) -> str:
+        """The id of reward ``n``."""
+        return f"9e{self.entry:06d}-0000-4000-8000-{n:012d}"
+
+    def build(self, now_ms: int) -> Iterator[Reward]:
+        """Yield the rewards, assigned an hour before ``now_ms``."""
+        config = self.configuration
+        assigned = now_ms - HOUR_MS
+        expiration = assigned + config.duration_minutes * MINUTE_MS
+        if self.status == EXPIRED:
+            expiration = now_ms - MINUTE_MS
+        bets = config.number_of_free_bets
+        for n in range(self.count):
+            rid = self.reward_id(n)
+            yield Reward(
+                rid,
+                self.merchant_id,
+                f"gen-{rid}",
+                config.id,
+                f"{self.player_prefix}{n % self.player_count}",
+                self.status,
+                bets,
+                bets,
+                assigned,
+                expiration,
+            )
+
+
+@dataclass(frozen=True)
 class Seed:
     """Parsed, validated seed data (immutable templates; see :class:`SandboxState`)."""
 
@@ -428,6 +538,7 @@ class Seed:
     hpg_merchants: tuple[HpgMerchant, ...]
     configurations: tuple[RewardConfiguration, ...]
     rewards: tuple[RewardSeed, ...]
+    generated_rewards: tuple[GeneratedRewards, ...] = ()
 
 
 def load_seed_file(path: str | Path) -> dict[str, Any]:
@@ -482,7 +593,37 @@ def parse_seed(data: Mapping[str, Any]) -> Seed:
         raise SeedError("'thanx' and 'hpgames' must be objects")
     merchants, credentials, campaigns, jobs = _parse_thanx(thanx)
     hpg_merchants, configurations, rewards = _parse_hpgames(hpg)
-    return Seed(merchants, credentials, campaigns, jobs, hpg_merchants, configurations, rewards)
+    generated = _parse_generated(hpg, configurations)
+    return Seed(merchants, credentials, campaigns, jobs, hpg_merchants, configurations, rewards, generated)
+
+
+#: Upper bound of ``generated_rewards[].count`` (memory: roughly 0.5 kB per reward).
+MAX_GENERATED_REWARDS = 5_000_000
+
+
+def _parse_generated(
+    section: Mapping[str, Any], configurations: tuple[RewardConfiguration, ...]
+) -> tuple[GeneratedRewards, ...]:
+    """Parse ``hpgames.generated_rewards``."""
+    by_key = {(c.merchant_id, c.id): c for c in configurations}
+    generated = []
+    for i, e in enumerate(_entries(section, "generated_rewards", "hpgames")):
+        where = f"hpgames.generated_rewards[{i}]"
+        merchant_id = _uuid(_get(e, "merchantId", str, where), where)
+        config_id = _uuid(_get(e, "rewardConfigurationId", str, where), where)
+        config = by_key.get((merchant_id, config_id))
+        if config is None:
+            raise SeedError(f"{where}: unknown reward configuration {config_id!r} for merchant {merchant_id!r}")
+        count = _get(e, "count", int, where)
+        player_count = _get(e, "playerCount", int, where, 1000)
+        status = _get(e, "status", str, where, IN_PROGRESS)
+        if not 0 <= count <= MAX_GENERATED_REWARDS or player_count < 1:
+            raise SeedError(f"{where}: count must be 0..{MAX_GENERATED_REWARDS} and playerCount >= 1")
+        if status not in REWARD_STATUSES:
+            raise SeedError(f"{where}: status must be one of {REWARD_STATUSES}")
+        prefix = _get(e, "playerIdPrefix", str, where, "gen-player-")
+        generated.append(GeneratedRewards(i, merchant_id, config, count, player_count, prefix, status))
+    return tuple(generated)
 
 
 ThanxSeed = tuple[
@@ -524,7 +665,13 @@ def _parse_thanx(section: Mapping[str, Any]) -> ThanxSeed:
             id=_get(e, "id", str, where),
             merchant_id=_get(e, "merchant_id", str, where),
             variant_ids=tuple(_get(e, "variant_ids", list, where, [])),
+            ends_at=_get(e, "ends_at", str, where, None),
         )
+        if campaign.ends_at is not None:
+            try:
+                parse_iso(campaign.ends_at)
+            except ValueError as exc:
+                raise SeedError(f"{where}: bad ISO 8601 ends_at: {exc}") from None
         if campaign.merchant_id not in known:
             raise SeedError(f"{where}: unknown merchant {campaign.merchant_id!r}")
         campaigns.append(campaign)
@@ -618,7 +765,12 @@ def _parse_hpgames(
             status=_get(e, "status", str, where, "ACTIVE"),
             number_of_free_bets=_get(e, "numberOfFreeBets", int, where, 1),
             duration_minutes=_get(e, "duration", int, where, 10080),
+            start_date=_get(e, "startDate", int, where, None),
+            end_date=_get(e, "endDate", int, where, None),
+            games=tuple(_games(e, where)),
         )
+        if None not in (config.start_date, config.end_date) and config.end_date < config.start_date:
+            raise SeedError(f"{where}: endDate is before startDate")
         if config.merchant_id not in known:
             raise SeedError(f"{where}: unknown merchant {config.merchant_id!r}")
         if config.status not in CONFIGURATION_STATUSES:
@@ -633,6 +785,16 @@ def _parse_hpgames(
     _unique([(r.reward.merchant_id, r.reward.id) for r in rewards], "reward (merchant, id)")
     _unique([(r.reward.merchant_id, r.reward.external_id) for r in rewards], "reward (merchant, externalId)")
     return merchants, tuple(configurations), rewards
+
+
+def _games(entry: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    """The ``games`` of a configuration: objects with an integer ``gameId`` (``id`` defaults to it)."""
+    games = []
+    for index, game in enumerate(_get(entry, "games", list, where, [])):
+        if not isinstance(game, dict) or not isinstance(game.get("gameId"), int):
+            raise SeedError(f"{where}: games[{index}] must be an object with an integer gameId")
+        games.append({"id": game.get("id", game["gameId"]), **game})
+    return games
 
 
 def _parse_reward(

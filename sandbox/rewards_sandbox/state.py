@@ -112,6 +112,11 @@ class SandboxState:
             self._reward_ext: dict[str, dict[str, str]] = {m.id: {} for m in seed.hpg_merchants}
             for reward_seed in seed.rewards:
                 self._store_reward(reward_seed.build(now_ms))
+            for generated in seed.generated_rewards:
+                for reward in generated.build(now_ms):
+                    if reward.id in self._rewards[reward.merchant_id]:
+                        raise ValueError(f"generated reward id {reward.id} is also seeded")
+                    self._store_reward(reward)
 
     # -----------------------------------------------------------------------------------------
     # Thanx
@@ -495,7 +500,16 @@ class SandboxState:
             thanx = {}
             for mid, merchant in self._thanx_merchants.items():
                 jobs = {jid: {**job.view(now), "merchant_id": mid} for jid, job in self._jobs[mid].items()}
-                thanx[mid] = {**merchant.as_dict(), "issuance_jobs": jobs}
+                campaigns = {
+                    c.id: {
+                        "variant_ids": list(c.variant_ids),
+                        "ends_at": c.ends_at,
+                        "issuance_job_ids": sorted(j for j, job in self._jobs[mid].items() if job.campaign_id == c.id),
+                    }
+                    for (cmid, _), c in self._campaigns.items()
+                    if cmid == mid
+                }
+                thanx[mid] = {**merchant.as_dict(), "campaigns": campaigns, "issuance_jobs": jobs}
             hpgames = {}
             for mid, merchant in self._hpg_merchants.items():
                 rewards = {}

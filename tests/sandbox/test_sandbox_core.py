@@ -10,6 +10,7 @@ from rewards_sandbox import (
     DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS,
     DEMO_HPGAMES_CANCELLED_REWARD_ID,
     DEMO_HPGAMES_CLOSED_REWARD_ID,
+    DEMO_HPGAMES_ENDED_CONFIG_REWARD_IDS,
     DEMO_HPGAMES_EXPIRED_REWARD_ID,
     DEMO_HPGAMES_MERCHANT_ID,
     DEMO_HPGAMES_QUERY_REWARD_IDS,
@@ -118,12 +119,13 @@ def test_demo_seed_reward_sets_are_disjoint_and_complete(state):
         DEMO_HPGAMES_CANCEL_BY_EXTERNAL_REWARD_IDS,
         DEMO_HPGAMES_QUERY_REWARD_IDS,
         DEMO_HPGAMES_UNTOUCHED_REWARD_IDS,
+        DEMO_HPGAMES_ENDED_CONFIG_REWARD_IDS,
         (DEMO_HPGAMES_CLOSED_REWARD_ID, DEMO_HPGAMES_EXPIRED_REWARD_ID, DEMO_HPGAMES_CANCELLED_REWARD_ID),
     ]
     everything = [rid for group in groups for rid in group]
     assert sorted(everything) == sorted(statuses)
-    assert {statuses[rid] for group in groups[:4] for rid in group} == {"IN_PROGRESS"}
-    assert [statuses[rid] for rid in groups[4]] == ["CLOSED", "EXPIRED", "CANCELLED"]
+    assert {statuses[rid] for group in groups[:5] for rid in group} == {"IN_PROGRESS"}
+    assert [statuses[rid] for rid in groups[5]] == ["CLOSED", "EXPIRED", "CANCELLED"]
 
 
 def test_rewards_expire_lazily(state, clock):

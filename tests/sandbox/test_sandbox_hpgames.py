@@ -12,6 +12,7 @@ from rewards_sandbox import (
     DEMO_HPGAMES_CLOSED_EXTERNAL_ID,
     DEMO_HPGAMES_CLOSED_REWARD_ID,
     DEMO_HPGAMES_CONFIG_ID,
+    DEMO_HPGAMES_ENDED_CONFIG_ID,
     DEMO_HPGAMES_EXPIRED_REWARD_ID,
     DEMO_HPGAMES_EXTERNAL_CONFIG_ID,
     DEMO_HPGAMES_INACTIVE_CONFIG_ID,
@@ -70,7 +71,7 @@ def test_signed_request_accepted(client):
     assert response.status_code == 200
     rewards = response.json()
     assert isinstance(rewards, list)
-    assert len(rewards) == 31
+    assert len(rewards) == 33
     assert all(set(r) == READ_ALL_FIELDS and r["merchantId"] == DEMO_HPGAMES_MERCHANT_ID for r in rewards)
 
 
@@ -264,7 +265,7 @@ def test_read_all_filters(client):
     assert ids(status="EXPIRED") == {DEMO_HPGAMES_EXPIRED_REWARD_ID}
     assert ids(rewardConfigurationId=DEMO_HPGAMES_CONFIG_ID) == ids() - ids(
         externalRewardConfigurationId=DEMO_HPGAMES_EXTERNAL_CONFIG_ID
-    )
+    ) - ids(rewardConfigurationId=DEMO_HPGAMES_ENDED_CONFIG_ID)
     assert ids(externalRewardConfigurationId="cfg-unknown") == set()
     assert_error(client.hpg("readAll", {"status": "DONE"}), 400, HpgErrorCode.VALIDATION)
 

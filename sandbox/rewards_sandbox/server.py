@@ -511,11 +511,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(sandbox.handle_admin(request))
             return
         response, fault = sandbox.handle_vendor(request)
+        # Recorded before the answer is written, so a client that got its answer finds it logged.
+        sandbox.record(request, response.status, fault, started)
         if fault == "drop":
             self.close_connection = True  # the change is applied; no response is written
         else:
             self._write(response)
-        sandbox.record(request, response.status, fault, started)
 
     def _read_body(self) -> bytes:
         """Read a Content-Length or chunked body."""

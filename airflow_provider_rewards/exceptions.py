@@ -15,11 +15,12 @@ class RewardsError(AirflowException):
     """Base class of every error raised by this provider."""
 
 
-class RewardsInputError(AirflowFailException, ValueError):
+class RewardsInputError(RewardsError, AirflowFailException, ValueError):
     """An operator or hook argument is invalid; raised before any HTTP request.
 
-    It subclasses ``AirflowFailException`` because retrying a task with the same bad input cannot
-    succeed, and ``ValueError`` so that callers outside Airflow can catch it naturally.
+    It is a ``RewardsError`` like every error of this provider, an ``AirflowFailException`` because
+    retrying a task with the same bad input cannot succeed, and a ``ValueError`` so that callers
+    outside Airflow can catch it naturally.
     """
 
 
@@ -84,3 +85,11 @@ class RewardsJobStateError(RewardsError):
         self.job_id = job_id
         self.state = state
         super().__init__(f"Issuance job {job_id} is in state {state!r}, expected {expected}")
+
+
+class BatchRunFailed(RewardsError):
+    """A batch run stopped at a persistent failure; ``details`` go into the pushed summary."""
+
+    def __init__(self, message: str, details: dict[str, object]) -> None:
+        super().__init__(message)
+        self.details = details

@@ -1,11 +1,11 @@
-"""Shared hook base: connection parsing helpers, the transport, connection testing."""
+"""Shared hook base: connection parsing helpers, the transport and its closing, connection testing."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -68,7 +68,8 @@ class RewardsBaseHook(BaseHook, Generic[ConfigT]):
     ``conn_type``, ``hook_name``), ``vendor``, and implement :meth:`parse_connection`,
     :meth:`build_auth` and :meth:`check_connection`.
 
-    Transport settings (``connect_timeout``, ``read_timeout``, ``max_retries``, ``retry_backoff``,
+    The HTTP session is opened on the first request; :meth:`close` (or leaving a ``with hook:``
+    block) closes it. Transport settings (``connect_timeout``, ``read_timeout``, ``max_retries``, ``retry_backoff``,
     ``retry_backoff_max``, ``retry_after_max``) come from the connection extra and can be
     overridden per hook through keyword arguments.
     """
@@ -114,6 +115,18 @@ class RewardsBaseHook(BaseHook, Generic[ConfigT]):
     def get_conn(self) -> requests.Session:
         """The ``requests.Session`` reused for every call of this hook."""
         return self.transport.session
+
+    def close(self) -> None:
+        """Close the HTTP session if one was opened; a later request opens a new one."""
+        transport = self.__dict__.pop("transport", None)
+        if transport is not None:
+            transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def test_connection(self) -> tuple[bool, str]:
         """Airflow's connection test: ``(True, message)`` if an authenticated call succeeds."""

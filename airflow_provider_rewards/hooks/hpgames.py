@@ -7,7 +7,7 @@ HPGames issues per environment.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -22,13 +22,44 @@ from airflow_provider_rewards.utils.validation import (
     at_most_one,
     exactly_one,
     require_id,
+    require_id_list,
     require_uuid,
-    unique_ids,
 )
 
 REWARDS_PATH = "/api/v1/integration/rewards"
 REWARD_STATUSES = ("IN_PROGRESS", "CLOSED", "EXPIRED", "CANCELLED")
 CONNECTION_TEST_PLAYER = "airflow-connection-test"
+#: The check of each single-id argument: HPGames ids are UUIDs, external and player ids free text.
+ID_CHECKS: dict[str, Callable[[object, str], str]] = {
+    "reward_id": require_uuid,
+    "external_id": require_id,
+    "player_id": require_id,
+    "reward_configuration_id": require_uuid,
+    "external_reward_configuration_id": require_id,
+}
+#: Whether the ids of each list argument are UUIDs.
+ID_LIST_IS_UUID = {"reward_ids": True, "external_ids": False, "player_ids": False}
+CONFIGURATION_KEYS = {
+    "reward_configuration_id": "rewardConfigurationId",
+    "external_reward_configuration_id": "externalRewardConfigurationId",
+}
+
+
+def check_id(field: str, value: object) -> str:
+    """``value`` checked as the argument ``field`` (a UUID is lowercased)."""
+    return ID_CHECKS[field](value, field)
+
+
+def configuration_filter(
+    reward_configuration_id: object = None, external_reward_configuration_id: object = None
+) -> dict[str, str]:
+    """The validated configuration filter as keyword arguments (at most one of the two; ``{}`` for none)."""
+    named = {
+        "reward_configuration_id": reward_configuration_id,
+        "external_reward_configuration_id": external_reward_configuration_id,
+    }
+    which = at_most_one(**named)
+    return {} if which is None else {which: check_id(which, named[which])}
 
 
 class Reward(TypedDict, total=False):
@@ -54,17 +85,6 @@ class HPGamesConfig:
     merchant_id: str
     secret: str = field(repr=False)
     settings: TransportSettings = field(default_factory=TransportSettings)
-
-
-def _id_list(values: Sequence[str] | None, field: str, *, uuid: bool) -> list[str] | None:
-    if values is None:
-        return None
-    if isinstance(values, str) or not isinstance(values, Sequence):
-        raise RewardsInputError(f"{field} must be a list of ids, got {type(values).__name__}")
-    ids = unique_ids(values, field, uuid=uuid)
-    if not ids:
-        raise RewardsInputError(f"{field} must not be empty")
-    return ids
 
 
 def _flatten(rows: Any) -> list[Reward]:
@@ -119,10 +139,9 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
 
     def cancel_reward(self, reward_id: str | None = None, external_id: str | None = None) -> None:
         """Cancel one reward by its HPGames id (UUID) or its external id (``rewards/cancel``)."""
-        if exactly_one(reward_id=reward_id, external_id=external_id) == "reward_id":
-            self._post("cancel", {"id": require_uuid(reward_id, "reward_id")})
-        else:
-            self._post("cancel", {"externalId": require_id(external_id, "external_id")})
+        field = exactly_one(reward_id=reward_id, external_id=external_id)
+        value = check_id(field, reward_id if field == "reward_id" else external_id)
+        self._post("cancel", {"id" if field == "reward_id" else "externalId": value})
 
     def bulk_cancel_rewards(
         self, reward_ids: Sequence[str] | None = None, external_ids: Sequence[str] | None = None
@@ -130,12 +149,12 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
         """Cancel many rewards in one request (``rewards/bulkCancel``), by ids or by external ids.
 
         The API answers 200 with no per-item result; a 4xx refuses the request as a whole.
-        Duplicates are dropped. Batching is the caller's (or the operator's) concern.
+        Duplicates are dropped. Batching is the caller's (or the operator's) concern; a
+        :class:`~.validation.ValidatedIds` list (checked once by the caller) is sent without re-checking.
         """
-        if exactly_one(reward_ids=reward_ids, external_ids=external_ids) == "reward_ids":
-            self._post("bulkCancel", {"ids": _id_list(reward_ids, "reward_ids", uuid=True)})
-        else:
-            self._post("bulkCancel", {"externalIds": _id_list(external_ids, "external_ids", uuid=False)})
+        field = exactly_one(reward_ids=reward_ids, external_ids=external_ids)
+        ids = require_id_list(reward_ids if field == "reward_ids" else external_ids, field, uuid=ID_LIST_IS_UUID[field])
+        self._post("bulkCancel", {"ids" if field == "reward_ids" else "externalIds": ids})
 
     def bulk_cancel_rewards_by_query(
         self,
@@ -147,12 +166,12 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
 
         With ``reward_configuration_id`` (UUID) or ``external_reward_configuration_id`` (not both)
         only that configuration's rewards are cancelled; without, all the players' rewards.
+        A :class:`~.validation.ValidatedIds` list of players is sent without re-checking.
         """
-        players = _id_list(player_ids, "player_ids", uuid=False)
-        if players is None:  # never a query without players: it could match every player's rewards
+        if player_ids is None:  # never a query without players: it could match every player's rewards
             raise RewardsInputError("player_ids is required: the players whose rewards are cancelled")
-        payload: dict[str, Any] = {"playerIds": players}
-        payload.update(self._configuration_filter(reward_configuration_id, external_reward_configuration_id))
+        payload: dict[str, Any] = {"playerIds": require_id_list(player_ids, "player_ids", uuid=False)}
+        payload.update(self._configuration_payload(reward_configuration_id, external_reward_configuration_id))
         self._post("bulkCancelByQuery", payload)
 
     def read_rewards(
@@ -165,8 +184,8 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
         """List rewards matching every given filter (``rewards/readAll``); no pagination is documented."""
         payload: dict[str, Any] = {}
         if player_id is not None:
-            payload["playerId"] = require_id(player_id, "player_id")
-        payload.update(self._configuration_filter(reward_configuration_id, external_reward_configuration_id))
+            payload["playerId"] = check_id("player_id", player_id)
+        payload.update(self._configuration_payload(reward_configuration_id, external_reward_configuration_id))
         if status is not None:
             if status not in REWARD_STATUSES:
                 raise RewardsInputError(f"status must be one of {', '.join(REWARD_STATUSES)}; got {status!r}")
@@ -174,18 +193,11 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
         return _flatten(self._post("readAll", payload))
 
     @staticmethod
-    def _configuration_filter(
+    def _configuration_payload(
         reward_configuration_id: str | None, external_reward_configuration_id: str | None
     ) -> dict[str, str]:
-        which = at_most_one(
-            reward_configuration_id=reward_configuration_id,
-            external_reward_configuration_id=external_reward_configuration_id,
-        )
-        if which == "reward_configuration_id":
-            return {"rewardConfigurationId": require_uuid(reward_configuration_id, which)}
-        if which == "external_reward_configuration_id":
-            return {"externalRewardConfigurationId": require_id(external_reward_configuration_id, which)}
-        return {}
+        config = configuration_filter(reward_configuration_id, external_reward_configuration_id)
+        return {CONFIGURATION_KEYS[name]: value for name, value in config.items()}
 
     def check_connection(self) -> str:
         self.read_rewards(player_id=CONNECTION_TEST_PLAYER)

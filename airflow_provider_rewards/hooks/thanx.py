@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypedDict
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.sdk import Connection
 
-from airflow_provider_rewards.exceptions import RewardsApiError, RewardsInputError, RewardsJobStateError
+from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError, RewardsInputError, RewardsJobStateError
 from airflow_provider_rewards.hooks.auth import ThanxAuth
 from airflow_provider_rewards.hooks.base import (
     RewardsBaseHook,
@@ -35,6 +36,7 @@ REVOKE_SCOPE = "rewards.issue"
 REVOCABLE_STATES = ("completed", "failed")
 ISSUING_STATES = ("pending", "processing")
 REVOKED_STATES = ("revoking", "revoked")
+DEFAULT_POLL_INTERVAL = 60.0
 SUMMARY_FIELDS = ("id", "state", "progress_percent", "total_count", "success_count", "failure_count")
 
 
@@ -77,20 +79,72 @@ def summarize_job(job: IssuanceJob) -> dict[str, Any]:
     return {name: job.get(name) for name in SUMMARY_FIELDS}
 
 
-def classify_state(state: str | None, target_states: Sequence[str], waiting_states: Sequence[str]) -> str:
-    """``"done"`` if ``state`` is a target, ``"waiting"`` if it is expected on the way, else ``"unexpected"``.
+class JobVerdict(StrEnum):
+    """What one read of a job means for a wait."""
 
-    Waiting for a revocation: targets ``("revoked",)``, waiting ``("revoking",)``; a job that
-    reads ``completed`` again, or any unknown state, is unexpected and must not be waited on.
+    DONE = "done"  # the state is a target
+    WAITING = "waiting"  # the state is expected on the way
+    UNEXPECTED = "unexpected"  # any other state, e.g. back to completed, or undocumented
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One read of a job during a wait: the job, the verdict and what the wait accepts."""
+
+    job_id: str
+    job: IssuanceJob
+    verdict: JobVerdict
+    expected: str
+
+    @property
+    def state(self) -> str | None:
+        return self.job.get("state")
+
+    @property
+    def progress(self) -> tuple[Any, Any]:
+        return self.job.get("state"), self.job.get("progress_percent")
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return summarize_job(self.job)
+
+    def error(self) -> RewardsJobStateError:
+        """The error of an unexpected state, naming it and what was expected."""
+        return RewardsJobStateError(self.job_id, self.state, self.expected)
+
+    @property
+    def message(self) -> str:
+        """``Issuance job <id> is <state>``, or the unexpected-state error's text."""
+        if self.verdict is JobVerdict.UNEXPECTED:
+            return str(self.error())
+        return f"Issuance job {self.job_id} is {self.state}"
+
+
+def observe_job(
+    job_id: str,
+    job: IssuanceJob,
+    target_states: Sequence[str],
+    waiting_states: Sequence[str],
+    *,
+    log: Any,
+    previous: Observation | None = None,
+) -> Observation:
+    """Judge one read of a job for a wait, and log its state and progress unless unchanged since ``previous``.
+
+    Waiting for a revocation: targets ``("revoked",)``, waiting ``("revoking",)``; a job that reads
+    ``completed`` again, or any unknown state, is :attr:`JobVerdict.UNEXPECTED` and must not be waited on.
+    The hook's blocking wait, the sensor and the trigger all observe through this function.
     """
+    state = job.get("state")
     if state in target_states:
-        return "done"
-    return "waiting" if state in waiting_states else "unexpected"
-
-
-def expected_states(target_states: Sequence[str], waiting_states: Sequence[str]) -> str:
-    """Human wording of what a wait accepts, e.g. ``revoked (or revoking on the way)``."""
-    return f"{' or '.join(target_states)} (or {' or '.join(waiting_states)} on the way)"
+        verdict = JobVerdict.DONE
+    else:
+        verdict = JobVerdict.WAITING if state in waiting_states else JobVerdict.UNEXPECTED
+    expected = f"{' or '.join(target_states)} (or {' or '.join(waiting_states)} on the way)"
+    observation = Observation(job_id, job, verdict, expected)
+    if previous is None or previous.progress != observation.progress:
+        log.info("Issuance job %s: state %s, %s%% done", job_id, *observation.progress)
+    return observation
 
 
 def job_from_response(data: Any, method: str, path: str) -> IssuanceJob:
@@ -179,44 +233,40 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
         *,
         target_states: Sequence[str] = ("revoked",),
         waiting_states: Sequence[str] = ("revoking",),
-        poll_interval: float = 60.0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float | None = None,
     ) -> IssuanceJob:
         """Poll the job (blocking) until its state is a target; return the job.
 
         Raises ``RewardsJobStateError`` if the job reaches a state that is neither a target nor a
-        waiting state, and ``TimeoutError`` when ``timeout`` seconds pass first.
+        waiting state, and ``TimeoutError`` (stating the real elapsed time) when the job still waits
+        at a poll made at or after ``timeout`` seconds: the last sleep is shortened to end at the deadline.
         """
         started, slept = time.monotonic(), 0.0
-        last: tuple[Any, Any] | None = None
+        seen: Observation | None = None
         while True:
             job = self.get_issuance_job(job_id, merchant_id)
-            verdict = classify_state(job.get("state"), target_states, waiting_states)
-            if (job.get("state"), job.get("progress_percent")) != last:
-                last = (job.get("state"), job.get("progress_percent"))
-                self.log.info("Issuance job %s: state %s, %s%% done", job_id, *last)
-            if verdict == "done":
+            seen = observe_job(job_id, job, target_states, waiting_states, log=self.log, previous=seen)
+            if seen.verdict is JobVerdict.DONE:
                 return job
-            if verdict == "unexpected":
-                raise RewardsJobStateError(job_id, job.get("state"), expected_states(target_states, waiting_states))
+            if seen.verdict is JobVerdict.UNEXPECTED:
+                raise seen.error()
             elapsed = max(slept, time.monotonic() - started)
-            if timeout is not None and elapsed + poll_interval > timeout:
+            if timeout is not None and elapsed >= timeout:
                 raise TimeoutError(
-                    f"Issuance job {job_id} still {job.get('state')} after {timeout:.0f}s "
+                    f"Issuance job {job_id} still {seen.state} after {elapsed:.0f}s "
                     f"(waiting for {' or '.join(target_states)})"
                 )
-            self.transport.sleep(poll_interval)
-            slept += poll_interval
+            delay = poll_interval if timeout is None else min(poll_interval, timeout - elapsed)
+            self.transport.sleep(delay)
+            slept += delay
 
     def check_connection(self) -> str:
         scopes = self.get_scopes()
         if REVOKE_SCOPE not in scopes:
-            raise RewardsApiError(
-                vendor=self.vendor,
-                method="GET",
-                path="/partner/scopes",
-                status_code=200,
-                vendor_message=f"credential lacks scope {REVOKE_SCOPE} (granted: {', '.join(scopes) or 'none'})",
+            raise RewardsError(
+                f"Connected to {self.config.base_url}, but the credential lacks scope {REVOKE_SCOPE}, needed to "
+                f"revoke issuance jobs (granted: {', '.join(scopes) or 'none'}); ask Thanx to grant it"
             )
         return f"Connected to {self.config.base_url}; scope {REVOKE_SCOPE} is granted"
 

@@ -1,30 +1,18 @@
-"""What the rewards operators share: template rendering, the summary XCom, and the batch engine.
+"""What the rewards operators share: template rendering and the summary XCom.
 
-The batch engine (:class:`BatchRunner`) sends ids in batches through one callable and keeps exact
-counts. When a batch is refused for something that can be about its items (HTTP 400, 404, 409,
-410, 422) it splits the batch in halves, recursively, until the refused single ids are found;
-every other id is still sent. 413 splits without blaming any id. Anything else (401/403, a 5xx or
-network failure that persisted through the transport's retries, an unexpected error) stops the
-run at once with a message that says what was done, what is unconfirmed and what was not tried.
+Validation rules live in :mod:`~airflow_provider_rewards.utils.validation` (called by hooks and
+operators alike), template handling in :mod:`~airflow_provider_rewards.utils.templating`, and the
+batch engine in :mod:`~airflow_provider_rewards.utils.batching`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError
-from airflow_provider_rewards.utils.inputs import chunks, count_batches, has_jinja
-
-SUMMARY_XCOM_KEY = "summary"
-ITEM_REJECTION_STATUSES = frozenset({400, 404, 409, 410, 422})
-TOO_LARGE_STATUS = 413
-MAX_REPORTED_IDS = 100
-MAX_IDS_IN_MESSAGE = 20
+from airflow_provider_rewards.utils.batching import SUMMARY_XCOM_KEY
+from airflow_provider_rewards.utils.templating import has_jinja
 
 
 class RewardsBaseOperator(BaseOperator):
@@ -55,189 +43,3 @@ class RewardsBaseOperator(BaseOperator):
     def push_summary(context: Context, summary: dict[str, Any]) -> None:
         """Push ``summary`` to XCom under key ``"summary"`` (done before a task fails, so nothing goes unreported)."""
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
-
-
-def span(first: int, last: int) -> str:
-    """``"batch 3"`` or ``"batches 3-5"``; empty when ``first > last``."""
-    if first > last:
-        return ""
-    return f"batch {first}" if first == last else f"batches {first}-{last}"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """One id the API refused on its own (found by splitting its batch down to that id)."""
-
-    id: str
-    status_code: int | None
-    vendor_code: str | None
-    vendor_message: str | None
-
-    @classmethod
-    def from_error(cls, item: str, error: RewardsApiError) -> Rejection:
-        """The rejection of ``item`` as the API's error describes it."""
-        return cls(item, error.status_code, error.vendor_code, error.vendor_message)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The XCom-safe form reported in summaries."""
-        return {
-            "id": self.id,
-            "status_code": self.status_code,
-            "vendor_code": self.vendor_code,
-            "vendor_message": self.vendor_message,
-        }
-
-    def describe(self) -> str:
-        """``<id> (HTTP <status> <vendor code>)`` for messages."""
-        detail = " ".join(part for part in (f"HTTP {self.status_code}", self.vendor_code) if part)
-        return f"{self.id} ({detail})"
-
-
-def describe_rejections(rejections: Sequence[Rejection]) -> str:
-    """The first rejected ids with status and vendor code, and how many more there are."""
-    shown = ", ".join(rejection.describe() for rejection in rejections[:MAX_IDS_IN_MESSAGE])
-    more = len(rejections) - MAX_IDS_IN_MESSAGE
-    return f"{shown} and {more} more" if more > 0 else shown
-
-
-class BatchRunFailed(RewardsError):
-    """A batch run stopped at a persistent failure; ``details`` go into the pushed summary."""
-
-    def __init__(self, message: str, details: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.details = details
-
-
-class _RequestFailed(Exception):
-    """Internal: a request failed in a way that stops the run; ``ids`` are those it carried."""
-
-    def __init__(self, ids: list[str], error: Exception) -> None:
-        super().__init__(str(error))
-        self.ids = ids
-        self.error = error
-
-
-class BatchRunner:
-    """Send ids in batches through ``send``, isolating refused ids, with exact counts.
-
-    :param send: makes one API call for a list of ids (raises ``RewardsApiError`` on failure).
-    :param field: the operator argument the ids came from, for messages (``reward_ids``).
-    :param batch_size: ids per batch.
-    :param isolate_rejections: split refused batches to find refused single ids (bulk cancel);
-        when False, a refusal stops the run (cancel by query, where a refusal is about the request).
-    :param done_label: how progress lines name finished ids (``"cancelled"``).
-    """
-
-    def __init__(
-        self,
-        send: Callable[[list[str]], None],
-        *,
-        field: str,
-        batch_size: int,
-        isolate_rejections: bool,
-        done_label: str,
-        log: logging.Logger | Any,
-    ) -> None:
-        self.send = send
-        self.field = field
-        self.batch_size = batch_size
-        self.isolate_rejections = isolate_rejections
-        self.done_label = done_label
-        self.log = log
-        self.done = 0
-        self.requests = 0
-        self.rejections: list[Rejection] = []
-
-    def run(self, ids: Sequence[str]) -> None:
-        """Send every batch; raise :class:`BatchRunFailed` at the first failure that is not about an id."""
-        total = count_batches(len(ids), self.batch_size)  # batches are sliced one at a time, not all up front
-        for number, batch in enumerate(chunks(ids, self.batch_size), 1):
-            done_before, rejected_before = self.done, len(self.rejections)
-            try:
-                self._send(list(batch))
-            except _RequestFailed as failed:
-                raise self._failure(ids, number, total, len(batch), done_before, rejected_before, failed) from (
-                    failed.error
-                )
-            rejected = len(self.rejections) - rejected_before
-            self.log.info(
-                "batch %d/%d (%d%%): %d %s%s",
-                number,
-                total,
-                number * 100 // total,
-                self.done - done_before,
-                self.done_label,
-                f", {rejected} rejected" if rejected else "",
-            )
-
-    def _send(self, ids: list[str]) -> None:
-        self.requests += 1
-        try:
-            self.send(ids)
-        except Exception as error:  # classified below; anything unexpected stops with an exact report
-            verdict = self._classify(error, len(ids))
-            if verdict == "stop":
-                raise _RequestFailed(ids, error) from error
-            if verdict == "reject" and isinstance(error, RewardsApiError):
-                rejection = Rejection.from_error(ids[0], error)
-                self.rejections.append(rejection)
-                self.log.warning("%s rejected: %s: %s", self.field, rejection.describe(), rejection.vendor_message)
-                return
-            if isinstance(error, RewardsApiError) and error.status_code == TOO_LARGE_STATUS:
-                self.log.warning("%d %s were too large for one request (HTTP 413); splitting", len(ids), self.field)
-            else:
-                self.log.debug("%d %s refused together (%s); splitting them", len(ids), self.field, error)
-        else:
-            self.done += len(ids)
-            return
-        half = len(ids) // 2
-        self._send(ids[:half])
-        self._send(ids[half:])
-
-    def _classify(self, error: Exception, size: int) -> str:
-        """``"split"`` the request, ``"reject"`` its single id, or ``"stop"`` the run."""
-        status = error.status_code if isinstance(error, RewardsApiError) else None
-        if status == TOO_LARGE_STATUS and size > 1:
-            return "split"
-        if self.isolate_rejections and status in ITEM_REJECTION_STATUSES:
-            return "split" if size > 1 else "reject"
-        return "stop"
-
-    def _failure(
-        self,
-        ids: Sequence[str],
-        number: int,
-        total_batches: int,
-        batch_length: int,
-        done_before: int,
-        rejected_before: int,
-        failed: _RequestFailed,
-    ) -> BatchRunFailed:
-        first = (number - 1) * self.batch_size + 1
-        last = first + batch_length - 1
-        done_in_batch = self.done - done_before
-        rejected_in_batch = len(self.rejections) - rejected_before
-        unconfirmed = len(failed.ids)
-        rest_of_batch = batch_length - done_in_batch - rejected_in_batch - unconfirmed
-        not_attempted = rest_of_batch + len(ids) - last
-        finished = span(1, number - 1) or "no batch finished"
-        if done_in_batch:
-            finished += f", plus {done_in_batch} of batch {number}"
-        untried = [f"{rest_of_batch} more of batch {number}"] if rest_of_batch else []
-        untried += [span(number + 1, total_batches)] if number < total_batches else []
-        rejected = f" ({describe_rejections(self.rejections)})" if self.rejections else ""
-        message = (
-            f"Stopped at batch {number}/{total_batches} ({self.field} {first}-{last} of {len(ids)}): "
-            f"{failed.error}. {self.done} {self.done_label} ({finished}); {len(self.rejections)} rejected{rejected}; "
-            f"{unconfirmed} unconfirmed (sent in the failed request, which may or may not have been applied); "
-            f"{not_attempted} not attempted ({' and '.join(untried) or 'none'}). "
-            f"The summary is in XCom under key {SUMMARY_XCOM_KEY!r}."
-        )
-        details = {
-            "error": str(failed.error),
-            "failed_batch": number,
-            "failed_range": [first, last],
-            "unconfirmed": unconfirmed,
-            "not_attempted": not_attempted,
-        }
-        return BatchRunFailed(message, details)

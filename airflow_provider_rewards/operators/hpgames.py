@@ -15,29 +15,30 @@ from typing import Any, ClassVar
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_provider_rewards.exceptions import RewardsInputError
-from airflow_provider_rewards.hooks.hpgames import HPGamesHook
-from airflow_provider_rewards.operators._base import (
+from airflow_provider_rewards.exceptions import BatchRunFailed, RewardsInputError
+from airflow_provider_rewards.hooks.hpgames import ID_LIST_IS_UUID, HPGamesHook, check_id
+from airflow_provider_rewards.operators._base import RewardsBaseOperator
+from airflow_provider_rewards.utils.batching import (
     MAX_REPORTED_IDS,
     SUMMARY_XCOM_KEY,
-    BatchRunFailed,
     BatchRunner,
-    RewardsBaseOperator,
-    describe_rejections,
-)
-from airflow_provider_rewards.utils.inputs import (
-    PENDING,
-    IdList,
-    check_when_ready,
     chunks,
     count_batches,
+    describe_rejections,
+)
+from airflow_provider_rewards.utils.templating import UNRENDERED, check_when_ready
+from airflow_provider_rewards.utils.validation import (
+    IdList,
+    ValidatedIds,
+    at_most_one,
+    exactly_one,
     parse_bool,
     prepare_id_list,
     require_choice,
     require_flag,
+    require_id,
     require_int,
 )
-from airflow_provider_rewards.utils.validation import at_most_one, exactly_one, require_id, require_uuid
 
 DEFAULT_BATCH_SIZE = 500
 MAX_BATCH_SIZE = 10_000
@@ -60,9 +61,20 @@ class HPGamesBaseOperator(RewardsBaseOperator):
         return HPGamesHook(require_id(self.hpgames_conn_id, "hpgames_conn_id"))
 
     def check_common(self, *, rendered: bool) -> bool:
-        """Validate the connection id; return ``dry_run`` as a bool (:data:`PENDING` while still a template)."""
+        """Validate the connection id; return ``dry_run`` as a bool (:data:`UNRENDERED` while still a template)."""
         require_id(self.hpgames_conn_id, "hpgames_conn_id")
         return check_when_ready(self.dry_run, lambda value: parse_bool(value, "dry_run"), rendered=rendered)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Run :meth:`cancel`, then close the hook's HTTP session however it ended."""
+        try:
+            return self.cancel(context)
+        finally:
+            self.hook.close()
+
+    def cancel(self, context: Context) -> dict[str, Any]:
+        """The operator's work, after rendering; returns the XCom summary."""
+        raise NotImplementedError
 
 
 class HPGamesCancelRewardOperator(HPGamesBaseOperator):
@@ -90,14 +102,13 @@ class HPGamesCancelRewardOperator(HPGamesBaseOperator):
         self.check_inputs(rendered=False)
 
     def check_inputs(self, *, rendered: bool) -> tuple[str, str, bool]:
-        """``(field, id, dry_run)``; values still templated before rendering are :data:`PENDING`."""
+        """``(field, id, dry_run)``; values still templated before rendering are :data:`UNRENDERED`."""
         dry_run = self.check_common(rendered=rendered)
         field = exactly_one(reward_id=self.reward_id, external_id=self.external_id)
-        check = require_uuid if field == "reward_id" else require_id
-        value = check_when_ready(getattr(self, field), lambda given: check(given, field), rendered=rendered)
+        value = check_when_ready(getattr(self, field), lambda given: check_id(field, given), rendered=rendered)
         return field, value, dry_run
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def cancel(self, context: Context) -> dict[str, Any]:
         field, value, dry_run = self.check_inputs(rendered=True)
         summary = {"id_field": field, "id": value, "cancelled": 0, "requests": 0, "dry_run": dry_run}
         if dry_run:
@@ -127,7 +138,7 @@ class HPGamesBatchOperator(HPGamesBaseOperator):
         self.batch_size = batch_size
         self.if_empty = if_empty
 
-    def check_batch_inputs(self, field: str, *, uuid: bool, rendered: bool) -> BatchInputs:
+    def check_batch_inputs(self, field: str, *, rendered: bool) -> BatchInputs:
         """Validate the id list in ``field``, ``batch_size``, ``if_empty`` and ``dry_run``.
 
         After rendering, an empty list raises per ``if_empty``: ``"fail"`` an input error,
@@ -137,9 +148,11 @@ class HPGamesBatchOperator(HPGamesBaseOperator):
         batch_size = require_int(self.batch_size, "batch_size", minimum=1, maximum=MAX_BATCH_SIZE)
         if_empty = require_choice(self.if_empty, "if_empty", IF_EMPTY_CHOICES)
         ids = check_when_ready(
-            getattr(self, field), lambda value: prepare_id_list(value, field, uuid=uuid), rendered=rendered
+            getattr(self, field),
+            lambda value: prepare_id_list(value, field, uuid=ID_LIST_IS_UUID[field]),
+            rendered=rendered,
         )
-        if ids is not PENDING and not ids.ids:
+        if ids is not UNRENDERED and not ids.ids:
             if if_empty == "fail":
                 raise RewardsInputError(f"{field} is empty; pass at least one id, or set if_empty='succeed'")
             if if_empty == "skip" and rendered:
@@ -259,17 +272,17 @@ class HPGamesBulkCancelRewardsOperator(HPGamesBatchOperator):
         self.check_inputs(rendered=False)
 
     def check_inputs(self, *, rendered: bool) -> BatchInputs:
-        """Validated inputs; the id list is :data:`PENDING` while still a template before rendering."""
+        """Validated inputs; the id list is :data:`UNRENDERED` while still a template before rendering."""
         require_flag(self.fail_on_rejected, "fail_on_rejected")
         field = exactly_one(reward_ids=self.reward_ids, external_ids=self.external_ids)
-        return self.check_batch_inputs(field, uuid=field == "reward_ids", rendered=rendered)
+        return self.check_batch_inputs(field, rendered=rendered)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def cancel(self, context: Context) -> dict[str, Any]:
         inputs = self.check_inputs(rendered=True)
         field, ids = inputs.ids.field, inputs.ids.ids
         self.log_inputs(inputs)
         runner = self.runner(
-            lambda batch: self.hook.bulk_cancel_rewards(**{field: batch}),
+            lambda batch: self.hook.bulk_cancel_rewards(**{field: ValidatedIds(batch)}),
             field,
             inputs.batch_size,
             isolate_rejections=True,
@@ -362,18 +375,17 @@ class HPGamesCancelRewardsByQueryOperator(HPGamesBatchOperator):
 
     def check_inputs(self, *, rendered: bool) -> tuple[BatchInputs, dict[str, str]]:
         """Validated inputs and the configuration filter as hook keyword arguments."""
-        inputs = self.check_batch_inputs("player_ids", uuid=False, rendered=rendered)
+        inputs = self.check_batch_inputs("player_ids", rendered=rendered)
         field = at_most_one(
             reward_configuration_id=self.reward_configuration_id,
             external_reward_configuration_id=self.external_reward_configuration_id,
         )
         if field is None:
             return inputs, {}
-        check = require_uuid if field == "reward_configuration_id" else require_id
-        value = check_when_ready(getattr(self, field), lambda given: check(given, field), rendered=rendered)
+        value = check_when_ready(getattr(self, field), lambda given: check_id(field, given), rendered=rendered)
         return inputs, {field: value}
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def cancel(self, context: Context) -> dict[str, Any]:
         inputs, config_filter = self.check_inputs(rendered=True)
         players = inputs.ids.ids
         self.log_inputs(inputs)
@@ -402,7 +414,7 @@ class HPGamesCancelRewardsByQueryOperator(HPGamesBatchOperator):
             self.log.info("Dry run: %d IN_PROGRESS rewards would be cancelled; nothing was cancelled", sum(found))
             return summarize(0, len(found), sum(found))
         runner = self.runner(
-            lambda batch: self.hook.bulk_cancel_rewards_by_query(batch, **config_filter),
+            lambda batch: self.hook.bulk_cancel_rewards_by_query(ValidatedIds(batch), **config_filter),
             "player_ids",
             inputs.batch_size,
             isolate_rejections=False,

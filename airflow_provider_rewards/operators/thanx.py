@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError, RewardsJobStateError
 from airflow_provider_rewards.hooks.thanx import (
+    DEFAULT_POLL_INTERVAL,
     ISSUING_STATES,
     REVOCABLE_STATES,
     REVOKED_STATES,
@@ -20,17 +21,18 @@ from airflow_provider_rewards.hooks.thanx import (
     ThanxHook,
     summarize_job,
 )
+from airflow_provider_rewards.hooks.transport import RETRYABLE_STATUSES
 from airflow_provider_rewards.operators._base import RewardsBaseOperator
-from airflow_provider_rewards.utils.inputs import (
-    check_when_ready,
+from airflow_provider_rewards.utils.templating import check_when_ready
+from airflow_provider_rewards.utils.validation import (
     parse_bool,
     require_choice,
     require_flag,
+    require_id,
     require_number,
+    require_path_id,
 )
-from airflow_provider_rewards.utils.validation import require_id, require_path_id
 
-DEFAULT_POLL_INTERVAL = 60.0
 DEFAULT_WAIT_TIMEOUT = 24 * 60 * 60.0
 MIN_POLL_INTERVAL = 0.1
 POLITE_POLL_INTERVAL = 10.0
@@ -85,9 +87,10 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
     fails the task naming it. Nothing is changed before that decision.
 
     Retry safety: when the revoke answers 422, gets no response (the connection dropped after the
-    transport's retries) or a 5xx, the job is read again. If it now reads ``revoking``/``revoked``,
-    this task's revoke got through (an attempt whose answer was lost) and the task succeeds. If a
-    lost or 5xx answer leaves the job still revocable, the revoke is sent once more. The 422 text
+    transport's retries), a 5xx, or a 408/429 that outlasted the retries, the job is read again.
+    If it now reads ``revoking``/``revoked``, this task's revoke got through (an attempt whose
+    answer was lost) and the task succeeds. If a lost, 5xx, 408 or 429 answer leaves the job still
+    revocable, the revoke is sent once more. The 422 text
     is never used to decide.
 
     :param issuance_job_id: the job to revoke (templated; e.g. from an upstream XCom, or mapped
@@ -153,7 +156,7 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
         self.check_inputs(rendered=False)
 
     def check_inputs(self, *, rendered: bool) -> RevokeInputs:
-        """Validate every argument; before rendering, templated values are left as :data:`PENDING`."""
+        """Validate every argument; before rendering, templated values are left as :data:`UNRENDERED`."""
         return RevokeInputs(
             issuance_job_id=check_when_ready(
                 self.issuance_job_id, lambda value: require_path_id(value, "issuance_job_id"), rendered=rendered
@@ -183,7 +186,11 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
                 "poll_interval=%gs polls rapidly; Thanx asks partners not to (fine against a sandbox)",
                 inputs.poll_interval,
             )
-        hook = ThanxHook(inputs.thanx_conn_id)
+        with ThanxHook(inputs.thanx_conn_id) as hook:  # the session is closed however the task ends
+            return self._revoke_job(inputs, hook)
+
+    def _revoke_job(self, inputs: RevokeInputs, hook: ThanxHook) -> dict[str, Any]:
+        """Read the job, then revoke it, wait for it or refuse, as its state and the arguments decide."""
         merchant = hook.resolve_merchant_id(inputs.merchant_id)
         deadline = time.time() + inputs.wait_timeout
         job = hook.get_issuance_job(inputs.issuance_job_id, merchant)
@@ -221,8 +228,8 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
         self._event_job(event, ISSUANCE)
         if deadline is None:  # ``airflow dags test`` resumes without the defer kwargs
             deadline = time.time() + inputs.wait_timeout
-        hook = ThanxHook(inputs.thanx_conn_id)
-        return self._revoke_and_finish(inputs, hook, event["merchant_id"], deadline)
+        with ThanxHook(inputs.thanx_conn_id) as hook:
+            return self._revoke_and_finish(inputs, hook, event["merchant_id"], deadline)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any], outcome: str = "revoke_started"
@@ -258,11 +265,16 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
         return self._finish(inputs, hook, merchant, job, deadline, "revoke_started")
 
     def _revoke(self, hook: ThanxHook, job_id: str, merchant: str, *, may_resend: bool = True) -> IssuanceJob:
-        """POST the revoke. On a 422, a lost answer or a 5xx, read the job back to learn what happened."""
+        """POST the revoke. On a 422 or an answer that may hide an applied revoke, read the job back.
+
+        Such answers are no response, a 5xx, and a retryable 408/429 that outlasted the retries: an
+        earlier attempt of the same POST may have landed although its answer was lost.
+        """
         try:
             job = hook.revoke_issuance_job(job_id, merchant)
         except RewardsApiError as error:
-            if error.is_client_error and error.status_code != UNPROCESSABLE:
+            answer_may_be_lost = error.status_code is None or error.status_code in RETRYABLE_STATUSES
+            if error.is_client_error and error.status_code != UNPROCESSABLE and not answer_may_be_lost:
                 raise
             current = self._read_back(hook, job_id, merchant, error)
             state = current.get("state")

@@ -11,21 +11,11 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
-from airflow_provider_rewards.exceptions import RewardsInputError, RewardsJobStateError
-from airflow_provider_rewards.hooks.thanx import ThanxHook, classify_state, expected_states, summarize_job
-from airflow_provider_rewards.triggers.thanx import DEFAULT_POLL_INTERVAL, ThanxIssuanceJobTrigger
-from airflow_provider_rewards.utils.validation import require_path_id
-
-
-def _states(value: object, field: str) -> tuple[str, ...]:
-    """A list of job state names (not one string, which would read as a list of letters)."""
-    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise RewardsInputError(
-            f"{field} must be a list of job states such as ('revoked',), got {type(value).__name__} {value!r:.60}"
-        )
-    if not all(isinstance(state, str) and state for state in value):
-        raise RewardsInputError(f"{field} must hold job state names (non-empty strings), got {value!r:.60}")
-    return tuple(value)
+from airflow_provider_rewards.exceptions import RewardsInputError
+from airflow_provider_rewards.hooks.thanx import DEFAULT_POLL_INTERVAL, JobVerdict, ThanxHook, observe_job
+from airflow_provider_rewards.triggers.thanx import ThanxIssuanceJobTrigger
+from airflow_provider_rewards.utils.templating import check_when_ready
+from airflow_provider_rewards.utils.validation import require_path_id, require_states
 
 
 class ThanxIssuanceJobSensor(BaseSensorOperator):
@@ -70,36 +60,40 @@ class ThanxIssuanceJobSensor(BaseSensorOperator):
         self.issuance_job_id = issuance_job_id
         self.merchant_id = merchant_id
         self.thanx_conn_id = thanx_conn_id
-        self.target_states = _states(target_states, "target_states")
-        self.waiting_states = _states(waiting_states, "waiting_states")
+        self.target_states = require_states(target_states, "target_states")
+        self.waiting_states = require_states(waiting_states, "waiting_states")
         self.deferrable = deferrable
         if not self.target_states:
             raise RewardsInputError("target_states must name at least one state, e.g. ('revoked',)")
-        if isinstance(issuance_job_id, str) and "{{" not in issuance_job_id:
-            require_path_id(issuance_job_id, "issuance_job_id")
+        check_when_ready(issuance_job_id, lambda value: require_path_id(value, "issuance_job_id"), rendered=False)
 
     @cached_property
     def hook(self) -> ThanxHook:
         return ThanxHook(self.thanx_conn_id)
 
     def _check(self) -> dict[str, Any] | None:
-        """One poll: the job summary when done, ``None`` while waiting; raises on an unexpected state."""
-        job = self.hook.get_issuance_job(require_path_id(self.issuance_job_id, "issuance_job_id"), self.merchant_id)
-        verdict = classify_state(job.get("state"), self.target_states, self.waiting_states)
-        self.log.info(
-            "Issuance job %s: state %s, %s%% done", self.issuance_job_id, job.get("state"), job.get("progress_percent")
-        )
-        if verdict == "unexpected":
-            raise RewardsJobStateError(
-                self.issuance_job_id, job.get("state"), expected_states(self.target_states, self.waiting_states)
-            )
-        return summarize_job(job) if verdict == "done" else None
+        """One poll: the job summary when done, ``None`` while waiting; raises on an unexpected state.
+
+        The rendered id is checked by the hook (its only check after rendering).
+        """
+        job = self.hook.get_issuance_job(self.issuance_job_id, self.merchant_id)
+        seen = observe_job(self.issuance_job_id, job, self.target_states, self.waiting_states, log=self.log)
+        if seen.verdict is JobVerdict.UNEXPECTED:
+            raise seen.error()
+        return seen.summary if seen.verdict is JobVerdict.DONE else None
 
     def poke(self, context: Context) -> PokeReturnValue:
         summary = self._check()
         return PokeReturnValue(is_done=summary is not None, xcom_value=summary)
 
     def execute(self, context: Context) -> Any:
+        """Wait as the mode says; the hook's HTTP session is closed however the wait ends (or defers)."""
+        try:
+            return self._wait(context)
+        finally:
+            self.hook.close()
+
+    def _wait(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         summary = self._check()

@@ -21,13 +21,14 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError
 from airflow_provider_rewards.hooks.thanx import (
+    DEFAULT_POLL_INTERVAL,
+    JobVerdict,
+    Observation,
     ThanxHook,
-    classify_state,
-    expected_states,
+    observe_job,
     summarize_job,
 )
 
-DEFAULT_POLL_INTERVAL = 60.0
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 10
 MAX_POLL_BACKOFF = 600.0
 # Seconds an idle connection outlives the poll interval, so the next poll reuses it (no new TCP and TLS
@@ -127,7 +128,8 @@ class ThanxIssuanceJobTrigger(BaseTrigger):
     async def _wait(self) -> TriggerEvent:
         """Poll until the job is done, goes astray, fails for good, or the deadline passes."""
         hook = ThanxHook(self.thanx_conn_id)
-        job_id, failures, seen = self.issuance_job_id, 0, None
+        job_id, failures = self.issuance_job_id, 0
+        seen: Observation | None = None
         async with self._client() as client:
             while True:
                 try:
@@ -142,22 +144,17 @@ class ThanxIssuanceJobTrigger(BaseTrigger):
                     return self._event("error", str(exc))
                 else:
                     failures = 0
-                    state = job.get("state")
-                    if (state, job.get("progress_percent")) != seen:
-                        seen = (state, job.get("progress_percent"))
-                        self.log.info("Issuance job %s: state %s, %s%% done", job_id, *seen)
-                    verdict = classify_state(state, self.target_states, self.waiting_states)
-                    if verdict == "done":
-                        return self._event("success", f"Issuance job {job_id} is {state}", job)
-                    if verdict == "unexpected":
-                        expected = expected_states(self.target_states, self.waiting_states)
-                        message = f"Issuance job {job_id} is in state {state!r}, expected {expected}"
-                        return self._event("error", message, job)
+                    seen = observe_job(
+                        job_id, job, self.target_states, self.waiting_states, log=self.log, previous=seen
+                    )
+                    if seen.verdict is not JobVerdict.WAITING:
+                        status = "success" if seen.verdict is JobVerdict.DONE else "error"
+                        return self._event(status, seen.message, job)
                 delay = self.poll_interval if not failures else min(self.poll_interval * 2**failures, MAX_POLL_BACKOFF)
                 if self.end_time is not None:
                     remaining = self.end_time - time.time()
                     if remaining <= 0:
-                        last = f"still {seen[0]}" if seen else "never read successfully"
+                        last = f"still {seen.state}" if seen else "never read successfully"
                         return self._event("timeout", f"Issuance job {job_id} was {last} at the deadline")
                     delay = min(delay, remaining)
                 await self.sleep(delay)

@@ -129,7 +129,8 @@ def test_connection_test_reports_the_revoke_scope(thanx_conn, requests_mock):
     requests_mock.get(f"{THANX_URL}/partner/scopes", json={"scopes": ["subscribers.write"]})
     ok, message = ThanxHook().test_connection()
     assert not ok
-    assert "lacks scope rewards.issue (granted: subscribers.write)" in message
+    assert "lacks scope rewards.issue, needed to revoke issuance jobs (granted: subscribers.write)" in message
+    assert "HTTP 200" not in message
 
 
 def test_connection_test_reports_an_auth_failure_without_the_token(thanx_conn, requests_mock, assert_no_secrets):
@@ -256,7 +257,8 @@ def test_wait_for_job_state_times_out(thanx_conn, requests_mock, sleeps):
             poll_interval=20,
             timeout=30,
         )
-    assert sleeps == [20]
+    assert sleeps == [20, 10]  # polls at 0, 20 and 30 s: the last one at the deadline, not one poll early
+    assert requests_mock.call_count == 3
 
 
 def test_summarize_job_keeps_only_small_fields():

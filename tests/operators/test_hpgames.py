@@ -200,7 +200,7 @@ def test_one_refused_id_among_1000_is_isolated(hpgames_conn, requests_mock, cont
         assert "summary" not in ti.pushed
     flat = [item for batch in accepted for item in batch]
     assert sorted(flat) == sorted(set(ids) - {bad})  # every other id cancelled, each exactly once
-    assert requests_mock.call_count <= 1 + 2 * 10  # one halving path down to the refused id
+    assert requests_mock.call_count <= 2 + 2 * 10  # the batch, a probe of its first id, one halving path
     rejection = {"id": bad, "status_code": status, "vendor_code": "1004", "vendor_message": "Reward not found"}
     assert result == summary_of(
         requested=1000,
@@ -288,25 +288,24 @@ def test_failure_while_isolating_counts_what_was_done_in_that_batch(hpgames_conn
     def refuse(batch: list[str]) -> tuple[int, dict] | None:
         if ids[0] in batch:
             return 404, NOT_FOUND
-        return (500, {}) if ids[2] in batch and len(batch) <= 2 else None
+        return (500, {}) if ids[2] in batch and len(batch) <= 6 else None
 
     accepted = answer_bulk(requests_mock, refuse)
     with pytest.raises(RewardsError) as info:
         bulk(reward_ids=ids, batch_size=8).execute(context)
-    # [0..7] refused -> [0..3] refused -> [0,1] refused -> [0] rejected, [1] ok -> [2,3] fails with 500;
-    # [4..7] of batch 1 and all of batch 2 are never sent.
-    assert accepted == [[ids[1]]]
+    # [0..7] refused -> probes: [0] rejected, [7] ok -> the rest [1..6] fails with 500; batch 2 is never sent.
+    assert accepted == [[ids[7]]]
     assert (
         f"1 cancelled (no batch finished, plus 1 of batch 1); 1 rejected ({ids[0]} (HTTP 404 1004)); "
-        "2 unconfirmed (sent in the failed request, which may or may not have been applied); "
-        "8 not attempted (4 more of batch 1 and batch 2)" in str(info.value)
+        "6 unconfirmed (sent in the failed request, which may or may not have been applied); "
+        "4 not attempted (batch 2)" in str(info.value)
     )
     summary = ti.pushed["summary"]
     assert (summary["cancelled"], summary["rejected_ids"], summary["unconfirmed"], summary["not_attempted"]) == (
         1,
         [ids[0]],
-        2,
-        8,
+        6,
+        4,
     )
 
 

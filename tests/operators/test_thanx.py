@@ -221,9 +221,12 @@ def test_job_already_revoking_is_waited_for(thanx_conn, requests_mock, context, 
 def test_wait_timeout_fails_the_wait(thanx_conn, requests_mock, context, sleeps):
     requests_mock.get(JOB_URL, reads("completed", "revoking", "revoking"))
     requests_mock.post(REVOKE_URL, **revoked_answer())
-    with pytest.raises(RewardsError, match=r"job_1 still revoking after .*; wait_timeout is 100s"):
+    with pytest.raises(
+        RewardsError, match=r"job_1 still revoking after 100s \(waiting for revoked\); wait_timeout is 100s"
+    ):
         revoke(wait_for_completion=True, poll_interval=60, wait_timeout=100).execute(context)
-    assert sleeps == [60]
+    assert sleeps[0] == 60
+    assert sum(sleeps) == pytest.approx(100, abs=1)  # the last sleep ends at the deadline, where the last poll is
 
 
 # --- deferrable mode --------------------------------------------------------------------------------------------

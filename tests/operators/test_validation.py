@@ -12,7 +12,8 @@ from airflow_provider_rewards.operators.hpgames import (
     HPGamesCancelRewardsByQueryOperator,
 )
 from airflow_provider_rewards.operators.thanx import ThanxRevokeIssuanceJobOperator
-from airflow_provider_rewards.utils.inputs import is_unrendered, parse_bool
+from airflow_provider_rewards.utils.templating import is_unrendered
+from airflow_provider_rewards.utils.validation import parse_bool
 from tests.operators.conftest import TaskInstanceStub
 
 UUID = "6d181739-a4c4-4932-a3de-0a980bfee707"
@@ -49,7 +50,7 @@ def build(operator: type, kwargs: dict):
         (CANCEL, {}, "exactly one of reward_id or external_id; neither was given"),
         (CANCEL, {"reward_id": UUID, "external_id": "e"}, "reward_id and external_id were both given"),
         (CANCEL, {"reward_id": "not-a-uuid"}, "reward_id must be a UUID"),
-        (CANCEL, {"external_id": "a\nb"}, "external_id contains control characters"),
+        (CANCEL, {"external_id": "a\nb"}, "external_id contains control, format or separator characters"),
         (CANCEL, {"external_id": "e", "hpgames_conn_id": None}, "hpgames_conn_id must be a string"),
         (BULK, {}, "exactly one of reward_ids or external_ids; neither was given"),
         (BULK, {"reward_ids": [UUID], "external_ids": ["e"]}, "reward_ids and external_ids were both given"),

@@ -1,4 +1,8 @@
-"""HPGames rewards integration API of the sandbox (``/api/v1/integration/rewards/*``).
+"""HPGames integration API of the sandbox (``/api/v1/integration/rewards/*`` and
+``/api/v1/integration/reward-configurations/{read,readAll}``).
+
+``rewards/readAll`` streams the documented item (no ``externalId`` unless the sandbox is told to
+add it) as a chunked JSON array, so a million rewards never sit in memory as one string.
 
 Every request is a POST with a JSON body carrying ``merchantId``, ``timestamp`` (epoch ms
 integer) and ``hash`` = HMAC-SHA256(secret, merchantId + str(timestamp)), lowercase hex.

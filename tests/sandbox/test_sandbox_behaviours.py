@@ -295,3 +295,22 @@ def test_cli_help_documents_every_flag():
         "--read-all-external-id",
     ):
         assert flag in text
+
+
+def test_rate_limited_requests_do_not_draw_faults():
+    def admitted_faults(limit_first: bool) -> list[str | None]:
+        settings = {"fault_rate": 0.5, "fault_seed": 11, "fault_kinds": ("500",)}
+        with running_sandbox(**FAST, **settings, rate_limit="3/900s" if limit_first else None) as server:
+            client = SandboxClient(server)
+            for _ in range(6):  # with the limit: 3 admitted, 3 refused
+                client.hpg("readAll")
+            server.set_behaviours(rate_limit=None)
+            for _ in range(3):
+                client.hpg("readAll")
+            client.session.close()
+            return [e["fault"] for e in server.request_log() if e["fault"] != "rate_limit"]
+
+    limited = admitted_faults(limit_first=True)
+    assert len(limited) == 6
+    assert limited == admitted_faults(limit_first=False)[:6]
+    assert set(limited) == {None, "500"}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 import requests
@@ -10,7 +12,7 @@ from airflow_provider_rewards.exceptions import (
     RewardsInputError,
     RewardsJobStateError,
 )
-from airflow_provider_rewards.hooks.thanx import THANX_PRODUCTION_URL, ThanxHook, summarize_job
+from airflow_provider_rewards.hooks.thanx import THANX_PRODUCTION_URL, JobVerdict, ThanxHook, observe_job, summarize_job
 from tests.conftest import (
     THANX_CLIENT_ID,
     THANX_MERCHANT,
@@ -271,3 +273,49 @@ def test_summarize_job_keeps_only_small_fields():
         "success_count": None,
         "failure_count": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("state", "verdict"),
+    [
+        ("revoked", JobVerdict.DONE),
+        ("revoking", JobVerdict.WAITING),
+        ("completed", JobVerdict.UNEXPECTED),
+        (None, "unexpected"),
+    ],
+)
+def test_observe_job_judges_a_read_for_a_wait(state, verdict):
+    seen = observe_job("job_1", {**JOB, "state": state}, ("revoked",), ("revoking",), log=logging.getLogger("t"))
+    assert seen.verdict is JobVerdict(verdict)
+    assert seen.summary == summarize_job({**JOB, "state": state})
+    if verdict == JobVerdict.UNEXPECTED:
+        assert seen.message == f"Issuance job job_1 is in state {state!r}, expected revoked (or revoking on the way)"
+        assert str(seen.error()) == seen.message
+
+
+def test_observe_job_logs_a_state_only_when_it_changed(caplog):
+    log = logging.getLogger("observe")
+    with caplog.at_level(logging.INFO, logger="observe"):
+        first = observe_job(
+            "job_1", {**JOB, "state": "revoking", "progress_percent": 10}, ("revoked",), ("revoking",), log=log
+        )
+        same = observe_job(
+            "job_1",
+            {**JOB, "state": "revoking", "progress_percent": 10},
+            ("revoked",),
+            ("revoking",),
+            log=log,
+            previous=first,
+        )
+        observe_job(
+            "job_1",
+            {**JOB, "state": "revoking", "progress_percent": 50},
+            ("revoked",),
+            ("revoking",),
+            log=log,
+            previous=same,
+        )
+    assert caplog.messages == [
+        "Issuance job job_1: state revoking, 10% done",
+        "Issuance job job_1: state revoking, 50% done",
+    ]

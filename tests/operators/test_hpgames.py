@@ -250,6 +250,35 @@ def test_auth_refusal_stops_at_once_without_splitting(
     assert_no_secrets(info.value, ti.pushed["summary"])
 
 
+@pytest.mark.parametrize("fail_on_rejected", [True, False])
+def test_a_wrong_request_stops_after_probing_instead_of_splitting_every_batch(
+    hpgames_conn, requests_mock, context, ti, fail_on_rejected
+):
+    # A wrong base path (or signature, or merchant) refuses every request the same way.
+    answer_bulk(requests_mock, lambda batch: (404, {"errorCode": 1404, "errorText": "No route"}))
+    with pytest.raises(RewardsError, match=r"Stopped at batch 1/4 .*HTTP 404 .*the request itself is wrong") as info:
+        bulk(reward_ids=uuids(2000), batch_size=500, fail_on_rejected=fail_on_rejected).execute(context)
+    assert requests_mock.call_count == 3  # the batch, then its first and its last id alone; not 3,996
+    assert "0 rejected; 0 unconfirmed" in str(info.value)
+    assert "2000 not attempted (500 more of batch 1 and batches 2-4)" in str(info.value)
+    summary = ti.pushed["summary"]
+    assert (summary["cancelled"], summary["rejected"], summary["not_attempted"]) == (0, 0, 2000)
+
+
+def test_each_id_is_validated_once_per_run_not_again_per_batch(hpgames_conn, requests_mock, context, monkeypatch):
+    from airflow_provider_rewards.utils import validation
+
+    checked: list[object] = []
+    check = validation.require_uuid
+    monkeypatch.setattr(validation, "require_uuid", lambda value, field: checked.append(value) or check(value, field))
+    answer_bulk(requests_mock)
+    operator = bulk(reward_ids=uuids(10), batch_size=5)  # __init__ checks the literal list once
+    checked.clear()
+    assert operator.execute(context)["cancelled"] == 10
+    assert len(checked) == 10  # in execute() only; the hook sends the already validated batches as they are
+    assert requests_mock.call_count == 2
+
+
 # --- bulk cancel: a failure that outlasts the transport's retries ------------------------------------------------
 
 

@@ -134,8 +134,13 @@ def test_issuing_job_is_waited_for_then_revoked(thanx_conn, requests_mock, conte
 
 @pytest.mark.parametrize(
     "lost",
-    [{"exc": requests.ConnectionError("connection reset")}, {"status_code": 503, "json": {"code": "GENERIC_ERROR"}}],
-    ids=["connection-dropped", "persistent-503"],
+    [
+        {"exc": requests.ConnectionError("connection reset")},
+        {"status_code": 503, "json": {"code": "GENERIC_ERROR"}},
+        {"status_code": 429, "json": {"code": "RATE_LIMITED"}},  # the first POST landed, its retries were throttled
+        {"status_code": 408, "json": {"code": "TIMEOUT"}},
+    ],
+    ids=["connection-dropped", "persistent-503", "last-attempt-429", "last-attempt-408"],
 )
 def test_revoke_whose_answer_was_lost_is_confirmed_by_a_read(thanx_conn, requests_mock, context, sleeps, lost):
     requests_mock.get(JOB_URL, reads("completed", "revoking"))

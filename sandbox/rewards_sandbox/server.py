@@ -379,10 +379,14 @@ class SandboxServer:
                     behaviours = {k: body[k] for k in _BEHAVIOUR_KEYS if k in body}
                     if unknown := sorted(set(body) - set(_BEHAVIOUR_KEYS) - {"rate", "seed", "kinds"}):
                         raise ValueError(f"unknown fault settings {unknown}")
+                    fault_settings = not behaviours or bool({"rate", "seed", "kinds"} & set(body))
+                    rate = body.get("rate", self.faults()["rate"])
+                    if fault_settings:  # validated before any behaviour changes
+                        check_fault_rate(rate)
+                        normalize_fault_kinds(body.get("kinds"))
                     if behaviours:
                         self.set_behaviours(**behaviours)
-                    if not behaviours or {"rate", "seed", "kinds"} & set(body):
-                        rate = body.get("rate", self.faults()["rate"])
+                    if fault_settings:
                         self.set_faults(rate, seed=body.get("seed"), kinds=body.get("kinds"))
                     return ApiResponse.json(200, self.faults())
                 case ("GET", "/clock"):

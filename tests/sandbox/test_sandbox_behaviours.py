@@ -143,7 +143,14 @@ def test_retry_after_override_and_runtime_settings(make_client):
 
 @pytest.mark.parametrize(
     "settings",
-    [{"rate_limit": "fast"}, {"retry_after_override": 0}, {"already_cancelled": "maybe"}, {"colour": "red"}],
+    [
+        {"rate_limit": "fast"},
+        {"retry_after_override": 0},
+        {"already_cancelled": "maybe"},
+        {"colour": "red"},
+        {"already_cancelled": "refuse", "rate": 2},
+        {"error_200_actions": ["cancel"], "kinds": ["418"]},
+    ],
 )
 def test_bad_runtime_settings_are_refused_and_change_nothing(client, settings):
     before = client.session.get(f"{client.url}/_sandbox/faults", timeout=10).json()

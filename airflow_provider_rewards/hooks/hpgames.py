@@ -50,16 +50,16 @@ def check_id(field: str, value: object) -> str:
     return ID_CHECKS[field](value, field)
 
 
-def configuration_filter(
+def configuration_payload(
     reward_configuration_id: object = None, external_reward_configuration_id: object = None
 ) -> dict[str, str]:
-    """The validated configuration filter as keyword arguments (at most one of the two; ``{}`` for none)."""
+    """The request fields of a configuration filter, validated (at most one of the two; ``{}`` for none)."""
     named = {
         "reward_configuration_id": reward_configuration_id,
         "external_reward_configuration_id": external_reward_configuration_id,
     }
     which = at_most_one(**named)
-    return {} if which is None else {which: check_id(which, named[which])}
+    return {} if which is None else {CONFIGURATION_KEYS[which]: check_id(which, named[which])}
 
 
 class Reward(TypedDict, total=False):
@@ -171,7 +171,7 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
         if player_ids is None:  # never a query without players: it could match every player's rewards
             raise RewardsInputError("player_ids is required: the players whose rewards are cancelled")
         payload: dict[str, Any] = {"playerIds": require_id_list(player_ids, "player_ids", uuid=False)}
-        payload.update(self._configuration_payload(reward_configuration_id, external_reward_configuration_id))
+        payload.update(configuration_payload(reward_configuration_id, external_reward_configuration_id))
         self._post("bulkCancelByQuery", payload)
 
     def read_rewards(
@@ -185,19 +185,12 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
         payload: dict[str, Any] = {}
         if player_id is not None:
             payload["playerId"] = check_id("player_id", player_id)
-        payload.update(self._configuration_payload(reward_configuration_id, external_reward_configuration_id))
+        payload.update(configuration_payload(reward_configuration_id, external_reward_configuration_id))
         if status is not None:
             if status not in REWARD_STATUSES:
                 raise RewardsInputError(f"status must be one of {', '.join(REWARD_STATUSES)}; got {status!r}")
             payload["status"] = status
         return _flatten(self._post("readAll", payload))
-
-    @staticmethod
-    def _configuration_payload(
-        reward_configuration_id: str | None, external_reward_configuration_id: str | None
-    ) -> dict[str, str]:
-        config = configuration_filter(reward_configuration_id, external_reward_configuration_id)
-        return {CONFIGURATION_KEYS[name]: value for name, value in config.items()}
 
     def check_connection(self) -> str:
         self.read_rewards(player_id=CONNECTION_TEST_PLAYER)

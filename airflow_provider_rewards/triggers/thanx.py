@@ -34,6 +34,10 @@ MAX_POLL_BACKOFF = 600.0
 # Seconds an idle connection outlives the poll interval, so the next poll reuses it (no new TCP and TLS
 # handshake per poll). httpx drops a connection the server has closed meanwhile before reusing it.
 KEEPALIVE_MARGIN = 30.0
+SERIALIZED_ARGUMENTS = (
+    *("issuance_job_id", "merchant_id", "thanx_conn_id", "target_states", "waiting_states"),
+    *("poll_interval", "end_time", "max_consecutive_failures"),
+)
 
 
 @cache
@@ -82,19 +86,9 @@ class ThanxIssuanceJobTrigger(BaseTrigger):
         self.max_consecutive_failures = int(max_consecutive_failures)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "issuance_job_id": self.issuance_job_id,
-                "merchant_id": self.merchant_id,
-                "thanx_conn_id": self.thanx_conn_id,
-                "target_states": self.target_states,
-                "waiting_states": self.waiting_states,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
-                "max_consecutive_failures": self.max_consecutive_failures,
-            },
-        )
+        """The class path and every ``__init__`` argument (ids, states and timings; never a credential)."""
+        arguments = {name: getattr(self, name) for name in SERIALIZED_ARGUMENTS}
+        return f"{type(self).__module__}.{type(self).__qualname__}", arguments
 
     def _event(self, status: str, message: str, job: Any = None) -> TriggerEvent:
         return TriggerEvent(

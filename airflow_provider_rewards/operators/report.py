@@ -365,7 +365,7 @@ class RewardsTeardownReportOperator(RewardsBaseOperator):
                 f"{self.external_id_cancel_task_id or 'no cancel task'} did not record each as cancelled: "
                 f"{report}{also_failed}"
             )
-        else:
+        elif not targets.empty:
             self.log.info("Teardown complete: every targeted job is revoked and no targeted reward is live")
             if unverifiable:
                 self.log.warning(

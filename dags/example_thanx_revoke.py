@@ -2,7 +2,9 @@
 
 The flagship teardown revokes, then waits with a separate sensor. Here each mapped revoke task
 waits for its own job (``wait_for_completion=True``) and defers while the revocation runs, so no
-worker slot is held. Pass other jobs at trigger time: ``-c '{"issuance_job_ids": ["job_a"]}'``.
+worker slot is held. Nothing is revoked unless jobs are passed at trigger time:
+``airflow dags trigger example_thanx_revoke -c '{"issuance_job_ids": ["job_a"]}'`` (``merchant_id``
+defaults to the connection's).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ with DAG(
     description="Revoke Thanx issuance jobs and wait for the revocations, deferring meanwhile",
     schedule=None,
     catchup=False,
+    render_template_as_native_obj=True,  # a null merchant_id renders to None, not the text "None"
     tags=["rewards", "thanx", "example"],
     params={
-        "merchant_id": Param("k2lye10h32l5wzo", type="string"),
-        "issuance_job_ids": Param(["job_demo_1", "job_demo_2"], type="array", items={"type": "string"}),
+        "merchant_id": Param(None, type=["null", "string"], title="Thanx merchant id (default: the connection's)"),
+        "issuance_job_ids": Param([], type="array", items={"type": "string"}, title="Thanx issuance job ids"),
     },
 ) as dag:
 

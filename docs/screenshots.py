@@ -294,7 +294,7 @@ def main() -> int:
         print('playwright is missing: .venv/bin/python -m pip install -e ".[screenshots]"', file=sys.stderr)
         return 2
 
-    from rewards_sandbox.demo import Credentials, airflow_env, migrate, run_dag
+    from rewards_sandbox.demo import Credentials, airflow_env, demo_params, migrate, run_dag
     from rewards_sandbox.testing import running_sandbox
 
     # SIGTERM (e.g. from make or CI) unwinds through the finally blocks below like Ctrl-C does.
@@ -318,7 +318,7 @@ def main() -> int:
             server = ApiServer(env, port, work / "api-server.log")
             server.start()  # starts up while the demo run goes on
             step(f"airflow api-server on {server.base_url}; airflow dags test {DAG_ID} against {sandbox.base_url}")
-            result = run_dag(DAG_ID, env, timeout=DAG_RUN_TIMEOUT)
+            result = run_dag(DAG_ID, env, demo_params(), timeout=DAG_RUN_TIMEOUT)  # targets only via -c
             if not result.succeeded or not result.run_id:
                 (work / "dag-run.log").write_text(result.output)
                 raise ScreenshotError(f"the demo run of {DAG_ID} failed; its output: {work / 'dag-run.log'}")

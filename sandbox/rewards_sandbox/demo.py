@@ -2,8 +2,9 @@
 
 Steps: start the sandbox (demo seed) on a free loopback port; make a temporary ``AIRFLOW_HOME``
 with ``thanx_default`` and ``hpgames_default`` pointing at the sandbox through ``AIRFLOW_CONN_*``;
-``airflow db migrate``; ``airflow dags test rewards_campaign_teardown``; compare the sandbox state
-before and after; print the report; stop the sandbox. Exit status 0 only when the DAG run
+``airflow db migrate``; ``airflow dags test rewards_campaign_teardown -c <targets>`` (the DAG
+carries no targets of its own: :func:`demo_params` are passed as the run's conf); compare the
+sandbox state before and after; print the report; stop the sandbox. Exit status 0 only when the DAG run
 succeeded and the report is clean (everything targeted torn down, nothing else touched).
 
 The pieces (:func:`airflow_env`, :func:`run_dag`, :func:`teardown_report`) are reused by the
@@ -53,7 +54,9 @@ class Credentials:
 
 
 def demo_params() -> dict[str, Any]:
-    """The flagship DAG's param defaults: what the sandbox's demo seed expects a teardown to take back."""
+    """The flagship DAG run's conf (``-c``): what the sandbox's demo seed expects a teardown to take back.
+
+    The DAG's own defaults are empty; these demo targets exist only here."""
     import rewards_sandbox as sandbox
 
     return {
@@ -221,21 +224,19 @@ def _rewards(snapshot: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, 
 
 
 def targeted_rewards(before: Mapping[str, Any], targets: Targets, hpgames_merchant_id: str) -> set[str]:
-    """Reward ids a teardown aims at: by id, by external id, and the players' live rewards (narrowed by config)."""
+    """Reward ids a teardown aims at, by the provider's own rule
+    (:meth:`~airflow_provider_rewards.operators.report.TeardownTargets.targets_reward`), applied to the
+    sandbox's records (which know each reward's external id)."""
+    from airflow_provider_rewards.operators.report import TeardownTargets
+
+    rule = TeardownTargets.parse(
+        reward_ids=list(targets.hpgames_reward_ids),
+        external_ids=list(targets.hpgames_external_reward_ids),
+        player_ids=list(targets.hpgames_player_ids),
+        reward_configuration_id=targets.reward_configuration_id,
+    )
     rewards = {rid: r for (m, rid), r in _rewards(before).items() if m == hpgames_merchant_id}
-    by_external = {r.get("externalId"): rid for rid, r in rewards.items()}
-    chosen = {rid.lower() for rid in targets.hpgames_reward_ids if rid.lower() in rewards}
-    chosen |= {by_external[e] for e in targets.hpgames_external_reward_ids if e in by_external}
-    players = set(targets.hpgames_player_ids)
-    config = targets.reward_configuration_id
-    chosen |= {
-        rid
-        for rid, r in rewards.items()
-        if r["playerId"] in players
-        and r["status"] == "IN_PROGRESS"
-        and (config is None or r["rewardConfigurationId"] == config.lower())
-    }
-    return chosen
+    return {rid for rid, reward in rewards.items() if rule.targets_reward(reward)}
 
 
 def teardown_report(
@@ -290,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrate(env)
         before = sandbox.snapshot()
         print(f"Running: airflow dags test {args.dag_id}")
-        result = run_dag(args.dag_id, env, args.conf)
+        result = run_dag(args.dag_id, env, params)  # the targets go in as conf, never as DAG defaults
         after = sandbox.snapshot()
     log = Path(tempfile.gettempdir()) / f"rewards-demo-{int(time.time())}.log"
     log.write_text(result.output)

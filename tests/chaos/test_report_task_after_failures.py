@@ -7,6 +7,7 @@ a task failed even though nothing targeted is left (an id HPGames refused must n
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -39,6 +40,17 @@ class TaskInstance:
     def get_ti_count(self, dag_id: str, **filters: Any) -> int:
         self.asked.append({"dag_id": dag_id, **filters})
         return self.failed
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        return None  # no cancel summary recorded
+
+
+def run_report(dag: Any, params: dict[str, Any], ti: TaskInstance) -> dict[str, Any]:
+    """The DAG's own report task, its templates rendered from ``params`` as a run would, executed."""
+    task = copy.deepcopy(dag.task_dict["teardown_report"])
+    context: Any = {"params": params, "ti": ti}
+    task.render_template_fields(context, jinja_env=dag.get_template_env())
+    return task.execute(context)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +93,7 @@ def test_after_failed_tasks_it_names_what_is_left(dag, params, api):
     api("completed", [LIVE_REWARD])
     ti = TaskInstance(failed=2)
     with pytest.raises(AirflowFailException) as failure:
-        dag.task_dict["teardown_report"].python_callable(params, ti)
+        run_report(dag, params, ti)
     message = str(failure.value)
     assert message.startswith("Teardown incomplete: ")
     assert "'jobs_not_revoked': {'job_a': 'completed'}" in message
@@ -93,26 +105,32 @@ def test_after_failed_tasks_it_names_what_is_left(dag, params, api):
 def test_nothing_left_but_a_failed_task_is_still_a_failure(dag, params, api):
     api("revoked", [])
     with pytest.raises(AirflowFailException, match="Nothing targeted is left to tear down, but 1 task instance"):
-        dag.task_dict["teardown_report"].python_callable(params, TaskInstance(failed=1))
+        run_report(dag, params, TaskInstance(failed=1))
 
 
 def test_a_dry_run_after_a_failed_task_lists_then_fails(dag, params, api):
     api("completed", [LIVE_REWARD])
     with pytest.raises(AirflowFailException, match="The dry run listed what is left, but 1 task instance"):
-        dag.task_dict["teardown_report"].python_callable({**params, "dry_run": True}, TaskInstance(failed=1))
+        run_report(dag, {**params, "dry_run": True}, TaskInstance(failed=1))
 
 
 def test_nothing_failed_and_nothing_left_is_a_success(dag, params, api):
     api("revoked", [])
-    report = dag.task_dict["teardown_report"].python_callable(params, TaskInstance(failed=0))
-    assert report == {"dry_run": False, "jobs_not_revoked": {}, "rewards_still_live": []}
+    report = run_report(dag, params, TaskInstance(failed=0))
+    assert report == {
+        "dry_run": False,
+        "jobs_not_revoked": {},
+        "rewards_still_live": [],
+        "unverifiable": {},
+        "reads": {"requests": 1, "items_read": 0},
+    }
 
 
 def test_a_job_it_cannot_read_is_named_and_the_task_may_retry(dag, params, api, requests_mock):
     api("revoked", [])
     requests_mock.get(f"{THANX_URL}/partner/issuance_jobs/job_a", status_code=404, json={"code": "NOT_FOUND"})
     with pytest.raises(RewardsError) as failure:
-        dag.task_dict["teardown_report"].python_callable(params, TaskInstance(failed=1))
+        run_report(dag, params, TaskInstance(failed=1))
     assert not isinstance(failure.value, AirflowFailException)  # a read that failed may work on the next try
     message = str(failure.value)
     assert message.startswith("Teardown incomplete: ")
@@ -124,13 +142,17 @@ def test_rewards_it_cannot_read_are_named_as_not_verified(dag, params, api, requ
     api("revoked", [])
     requests_mock.post(f"{REWARDS_URL}/readAll", status_code=401, json={"errorCode": 1001, "errorText": "bad hash"})
     with pytest.raises(RewardsError, match=r"'not_verified': \{'hpgames rewards': 'HPGames API POST .*HTTP 401"):
-        dag.task_dict["teardown_report"].python_callable(params, TaskInstance(failed=0))
+        run_report(dag, params, TaskInstance(failed=0))
 
 
 def test_without_hpgames_targets_it_does_not_read_hpgames(dag, params, api, requests_mock):
     api("revoked", [])
-    report = dag.task_dict["teardown_report"].python_callable(
-        {**params, "hpgames_reward_ids": []}, TaskInstance(failed=0)
-    )
-    assert report == {"dry_run": False, "jobs_not_revoked": {}, "rewards_still_live": []}
+    report = run_report(dag, {**params, "hpgames_reward_ids": []}, TaskInstance(failed=0))
+    assert report == {
+        "dry_run": False,
+        "jobs_not_revoked": {},
+        "rewards_still_live": [],
+        "unverifiable": {},
+        "reads": {"requests": 0, "items_read": 0},
+    }
     assert [request.path for request in requests_mock.request_history] == ["/partner/issuance_jobs/job_a"]

@@ -70,7 +70,7 @@ def chaos_run(home: Path, fault_seed: int, conf: dict | None = None) -> tuple[Ou
         transport = {**FAST_TRANSPORT, "max_retries": retries}
         env = teardown_env(home, sandbox.base_url, credentials, transport=transport)
         before = sandbox.snapshot()
-        result = run_dag(FLAGSHIP_DAG_ID, env, conf, timeout=600)
+        result = run_dag(FLAGSHIP_DAG_ID, env, params, timeout=600)  # the DAG has no targets of its own
         after = sandbox.snapshot()
         log = sandbox.request_log()
     report = teardown_report(before, after, Targets.from_params(params), credentials.hpgames_merchant_id)

@@ -21,9 +21,15 @@ def airflow_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def sandbox():
+def sandbox_settings() -> dict:
+    """Extra sandbox settings; a test overrides them with ``@pytest.mark.parametrize("sandbox_settings", [...])``."""
+    return {}
+
+
+@pytest.fixture
+def sandbox(sandbox_settings):
     """A fresh demo-seeded sandbox (quick revocations) for each test."""
-    with running_sandbox(revoke_seconds=1.5) as server:
+    with running_sandbox(revoke_seconds=1.5, **sandbox_settings) as server:
         yield server
 
 

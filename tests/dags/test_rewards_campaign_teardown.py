@@ -1,4 +1,4 @@
-"""The flagship DAG end to end against the sandbox, through `airflow dags test`."""
+"""The flagship DAG end to end against the sandbox, through `airflow dags test`, every target passed with -c."""
 
 from __future__ import annotations
 
@@ -9,16 +9,30 @@ from rewards_sandbox.demo import FLAGSHIP_DAG_ID, Targets, demo_params, teardown
 pytestmark = pytest.mark.e2e
 
 
-def report_for(sandbox, before, params=None):
-    targets = Targets.from_params(params or demo_params())
+def report_for(sandbox, before, params):
+    targets = Targets.from_params({"thanx_merchant_id": seed.DEMO_THANX_MERCHANT_ID, **params})
     return teardown_report(before, sandbox.snapshot(), targets, seed.DEMO_HPGAMES_MERCHANT_ID)
+
+
+def live_rewards_of(snapshot, players) -> set[str]:
+    rewards = snapshot["hpgames"]["merchants"][seed.DEMO_HPGAMES_MERCHANT_ID]["rewards"]
+    return {rid for rid, r in rewards.items() if r["playerId"] in players and r["status"] == "IN_PROGRESS"}
+
+
+def test_without_conf_the_teardown_does_nothing_says_so_and_succeeds(run_example, sandbox):
+    before = sandbox.snapshot()
+    result = run_example(FLAGSHIP_DAG_ID)
+    assert result.succeeded, result.output[-5000:]
+    assert sandbox.snapshot()["thanx"] == before["thanx"]
+    assert sandbox.snapshot()["hpgames"] == before["hpgames"]
+    assert "Nothing to tear down: no job, reward or player was given" in result.output
 
 
 def test_teardown_tears_everything_down_and_nothing_else(run_example, sandbox):
     before = sandbox.snapshot()
-    result = run_example(FLAGSHIP_DAG_ID)
+    result = run_example(FLAGSHIP_DAG_ID, demo_params())
     assert result.succeeded, result.output[-5000:]
-    report = report_for(sandbox, before)
+    report = report_for(sandbox, before, demo_params())
     assert report.clean, report.render()
     assert sorted(report.jobs_revoked) == sorted(seed.DEMO_THANX_REVOKE_JOB_IDS)
     expected = {
@@ -28,12 +42,42 @@ def test_teardown_tears_everything_down_and_nothing_else(run_example, sandbox):
     }
     assert set(report.rewards_cancelled) == expected
     assert "[DAG TEST] running trigger in line" in result.output  # the sensor deferred; the trigger ran
+    # readAll shows no externalId: the report says it cannot see them, and accepts the cancel task's record
+    assert "5 external id(s) cannot be read back" in result.output
+
+
+def test_players_without_a_filter_lose_every_live_reward(run_example, sandbox):
+    """Targets only through -c and no filter: every live reward of the listed players is cancelled."""
+    players = list(seed.DEMO_HPGAMES_QUERY_PLAYER_IDS)
+    params = {"hpgames_player_ids": players}
+    before = sandbox.snapshot()
+    targeted = live_rewards_of(before, players)
+    assert len(targeted) > len(seed.DEMO_HPGAMES_QUERY_REWARD_IDS)  # more than the demo's filter would take
+    result = run_example(FLAGSHIP_DAG_ID, params)
+    assert result.succeeded, result.output[-5000:]
+    assert live_rewards_of(sandbox.snapshot(), players) == set()
+    report = report_for(sandbox, before, params)
+    assert report.clean, report.render()
+    assert set(report.rewards_cancelled) == targeted
+
+
+@pytest.mark.parametrize("sandbox_settings", [{"error_200_actions": ("bulkCancelByQuery",)}])
+def test_a_cancel_answered_200_with_error_code_fails_naming_what_is_left(run_example, sandbox):
+    players = list(seed.DEMO_HPGAMES_QUERY_PLAYER_IDS)
+    before = sandbox.snapshot()
+    left = live_rewards_of(before, players)
+    result = run_example(FLAGSHIP_DAG_ID, {"hpgames_player_ids": players})
+    assert not result.succeeded
+    assert live_rewards_of(sandbox.snapshot(), players) == left  # the sandbox changed nothing
+    assert "Teardown incomplete" in result.output
+    for reward_id in left:
+        assert reward_id in result.output
 
 
 def test_running_the_teardown_twice_is_safe(run_example, sandbox):
-    assert run_example(FLAGSHIP_DAG_ID).succeeded
+    assert run_example(FLAGSHIP_DAG_ID, demo_params()).succeeded
     between = sandbox.snapshot()
-    second = run_example(FLAGSHIP_DAG_ID)
+    second = run_example(FLAGSHIP_DAG_ID, demo_params())
     assert second.succeeded, second.output[-5000:]
     assert sandbox.snapshot()["thanx"] == between["thanx"]
     assert sandbox.snapshot()["hpgames"] == between["hpgames"]
@@ -41,7 +85,7 @@ def test_running_the_teardown_twice_is_safe(run_example, sandbox):
 
 def test_dry_run_changes_nothing_and_logs_what_it_would_do(run_example, sandbox):
     before = sandbox.snapshot()
-    result = run_example(FLAGSHIP_DAG_ID, {"dry_run": True})
+    result = run_example(FLAGSHIP_DAG_ID, {**demo_params(), "dry_run": True})
     assert result.succeeded, result.output[-5000:]
     assert sandbox.snapshot()["thanx"] == before["thanx"]
     assert sandbox.snapshot()["hpgames"] == before["hpgames"]
@@ -50,27 +94,8 @@ def test_dry_run_changes_nothing_and_logs_what_it_would_do(run_example, sandbox)
     assert seed.DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS[0] in result.output
 
 
-def test_all_input_comes_from_conf(run_example, sandbox):
-    params = {
-        "thanx_merchant_id": seed.DEMO_THANX_MERCHANT_ID,
-        "issuance_job_ids": [seed.DEMO_THANX_COMPLETED_JOB_IDS[0]],
-        "hpgames_reward_ids": [seed.DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS[0]],
-        "hpgames_external_reward_ids": [],
-        "hpgames_player_ids": [],
-        "reward_configuration_id": None,
-        "dry_run": False,
-    }
-    before = sandbox.snapshot()
-    result = run_example(FLAGSHIP_DAG_ID, params)
-    assert result.succeeded, result.output[-5000:]
-    report = report_for(sandbox, before, params)
-    assert report.clean, report.render()
-    assert report.jobs_revoked == [seed.DEMO_THANX_COMPLETED_JOB_IDS[0]]
-    assert report.rewards_cancelled == [seed.DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS[0]]
-
-
 def test_empty_lists_skip_their_branches(run_example, sandbox):
-    params = {**demo_params(), "issuance_job_ids": [], "hpgames_external_reward_ids": [], "hpgames_player_ids": []}
+    params = {"hpgames_reward_ids": list(seed.DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS)}
     before = sandbox.snapshot()
     result = run_example(FLAGSHIP_DAG_ID, params)
     assert result.succeeded, result.output[-5000:]

@@ -59,7 +59,8 @@ def scanned_run(home: Path, credentials: Credentials, seed: dict, dag_id: str, d
         env = teardown_env(home, sandbox.base_url, credentials, dags_folder=dags_folder)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the checkout's DAG folders
         before = sandbox.snapshot()
-        result = run_dag(dag_id, env, timeout=300)
+        conf = demo_params() if dag_id == FLAGSHIP_DAG_ID else None  # the flagship has no targets of its own
+        result = run_dag(dag_id, env, conf, timeout=300)
         after = sandbox.snapshot()
     return result, run_sources(home, result.output), before, after
 

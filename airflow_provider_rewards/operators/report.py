@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import requests
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -182,7 +183,7 @@ def stream_rewards(hook: HPGamesHook, filters: Mapping[str, str]) -> Iterator[di
             timeout=transport.settings.timeout,
             stream=True,
         )
-    except Exception as error:  # network failures of any kind: a failed read, retried by the task
+    except requests.RequestException as error:  # a network failure: a failed read, retried by the task
         raise failure(None, f"{type(error).__name__}: {error}") from None
     with response:
         if response.status_code >= 400:
@@ -201,8 +202,6 @@ def stream_rewards(hook: HPGamesHook, filters: Mapping[str, str]) -> Iterator[di
 
 def _chunks(pieces: Iterable[bytes]) -> Iterator[bytes]:
     """``iter_content`` with requests' own streaming errors turned into :class:`OSError`."""
-    import requests
-
     try:
         yield from pieces
     except requests.RequestException as error:

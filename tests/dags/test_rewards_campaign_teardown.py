@@ -112,3 +112,14 @@ def test_empty_lists_skip_their_branches(run_example, sandbox):
     report = report_for(sandbox, before, params)
     assert report.clean, report.render()
     assert (report.jobs_revoked, len(report.rewards_cancelled)) == ([], 5)
+
+
+@pytest.mark.parametrize("sandbox_settings", [{"read_all_external_id": True}])
+def test_external_ids_are_verified_when_read_all_shows_them(run_example, sandbox):
+    """A vendor whose readAll items carry externalId lets the report verify those targets, not just accept them."""
+    result = run_example(
+        FLAGSHIP_DAG_ID, {"hpgames_external_reward_ids": list(seed.DEMO_HPGAMES_CANCEL_BY_EXTERNAL_IDS)}
+    )
+    assert result.succeeded, result.output[-5000:]
+    assert "cannot be read back" not in result.output
+    assert "Teardown complete" in result.output

@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+
+import httpx
+import pytest
+
+from airflow_provider_rewards.exceptions import RewardsConnectionConfigError
+from airflow_provider_rewards.hooks import rate_limit
+from airflow_provider_rewards.hooks.rate_limit import (
+    AsyncRateLimiter,
+    RateBudget,
+    SyncRateLimiter,
+    credential_key,
+    shared_async_client,
+    shared_limiter,
+)
+from tests.conftest import THANX_CLIENT_ID, THANX_TOKEN, THANX_URL
+
+NO_LIMIT = RateBudget(max_requests_per_second=0, max_requests_per_window=0)
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the limiter sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def grant_times(budget: RateBudget, count: int, penalty: float = 0.0) -> list[float]:
+    clock = FakeClock()
+    limiter = SyncRateLimiter(budget, clock=clock, sleep=clock.sleep)
+    limiter.penalize(penalty)
+    times = []
+    for _ in range(count):
+        limiter.acquire()
+        times.append(clock.now - 100.0)
+    return times
+
+
+def most_in_any_window(times: list[float], span: float) -> int:
+    """Most grants in any half-open interval [t, t + span)."""
+    return max(sum(start <= t < start + span - 1e-9 for t in times) for start in times)
+
+
+def test_defaults_respect_the_published_thanx_limits():
+    budget = RateBudget.from_extra({})
+    assert budget == RateBudget(4.0, 1800, 900.0, 1)
+    assert budget.interval == 0.25
+    assert budget.window_limit == 1800
+
+
+def test_extra_values_are_read_and_divided_between_triggerers():
+    budget = RateBudget.from_extra(
+        {"max_requests_per_second": "2", "max_requests_per_window": 100, "window_seconds": 60, "triggerer_count": "4"}
+    )
+    assert (budget.interval, budget.window_limit, budget.window_seconds) == (2.0, 25, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("max_requests_per_second", -1),
+        ("max_requests_per_second", math.nan),
+        ("max_requests_per_second", "inf"),
+        ("max_requests_per_second", "fast"),
+        ("max_requests_per_window", 10.5),
+        ("max_requests_per_window", True),
+        ("window_seconds", [900]),
+        ("triggerer_count", 0),
+    ],
+)
+def test_invalid_extra_value_names_the_field(name, value):
+    with pytest.raises(RewardsConnectionConfigError, match=rf"'thanx_default', field extra\.{name}: must be"):
+        RateBudget.from_extra({name: value}, "thanx_default")
+
+
+def test_per_second_rate_is_never_exceeded():
+    times = grant_times(RateBudget(max_requests_per_second=4, max_requests_per_window=0), 20)
+    assert most_in_any_window(times, 1.0) == 4
+    assert times[-1] == pytest.approx(19 * 0.25)
+
+
+def test_window_limit_is_never_exceeded():
+    times = grant_times(RateBudget(max_requests_per_second=0, max_requests_per_window=5, window_seconds=10), 12)
+    assert most_in_any_window(times, 10.0) == 5
+    assert times == [0.0] * 5 + [10.0] * 5 + [20.0] * 2
+
+
+def test_zero_disables_both_limits():
+    assert grant_times(NO_LIMIT, 500) == [0.0] * 500
+
+
+def test_penalty_pauses_then_resumes_at_the_normal_rate():
+    times = grant_times(RateBudget(max_requests_per_second=2, max_requests_per_window=0), 3, penalty=3.0)
+    assert times == pytest.approx([3.0, 3.5, 4.0])
+
+
+@pytest.mark.parametrize("seconds", [-1.0, math.nan, math.inf])
+def test_invalid_penalty_is_refused(seconds):
+    with pytest.raises(ValueError, match="penalty must be"):
+        SyncRateLimiter(NO_LIMIT).penalize(seconds)
+
+
+async def grant_order(limiter: AsyncRateLimiter, dues: dict[str, float | None]) -> list[str]:
+    order: list[str] = []
+
+    async def wait(name: str, due_at: float | None) -> None:
+        await limiter.acquire(due_at)
+        order.append(name)
+
+    await limiter.acquire()  # occupy the first slot, so that every waiter below has to queue
+    await asyncio.gather(*(wait(name, due) for name, due in dues.items()))
+    return order
+
+
+async def test_async_waiters_are_spaced_by_the_rate():
+    limiter = AsyncRateLimiter(RateBudget(max_requests_per_second=20, max_requests_per_window=0))
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        times.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(8)))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.05 - 0.002
+    assert times[-1] - times[0] < 7 * 0.05 + 0.1
+
+
+async def test_async_waiters_are_served_oldest_due_first_fifo_on_ties():
+    limiter = AsyncRateLimiter(RateBudget(max_requests_per_second=50, max_requests_per_window=0))
+    now = limiter.rate.clock()
+    dues = {"late": now - 1, "oldest": now - 9, "tie-first": now - 5, "tie-second": now - 5, "now": None}
+    assert await grant_order(limiter, dues) == ["oldest", "tie-first", "tie-second", "late", "now"]
+
+
+async def test_async_waiter_is_not_served_before_it_is_due():
+    limiter = AsyncRateLimiter(NO_LIMIT)
+    now = limiter.rate.clock()
+    assert await grant_order(limiter, {"later": now + 0.15, "sooner": now + 0.05, "due": None}) == [
+        "due",
+        "sooner",
+        "later",
+    ]
+    assert limiter.rate.clock() - now >= 0.15
+
+
+async def test_async_penalty_delays_every_waiter_then_resumes():
+    limiter = AsyncRateLimiter(NO_LIMIT)
+    start = limiter.rate.clock()
+    task = asyncio.gather(limiter.acquire(), limiter.acquire())
+    await asyncio.sleep(0)
+    limiter.penalize(0.2)
+    await task
+    assert limiter.rate.clock() - start >= 0.2
+    resumed = limiter.rate.clock()
+    await asyncio.gather(*(limiter.acquire() for _ in range(5)))
+    assert limiter.rate.clock() - resumed < 0.05
+
+
+async def test_cancelled_waiter_neither_wedges_the_queue_nor_keeps_a_slot():
+    limiter = AsyncRateLimiter(RateBudget(max_requests_per_second=10, max_requests_per_window=0))
+    await limiter.acquire()
+    first, doomed, last = (asyncio.create_task(limiter.acquire()) for _ in range(3))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    start = limiter.rate.clock()
+    await asyncio.wait_for(asyncio.gather(first, last), timeout=1)
+    assert limiter.rate.clock() - start < 0.3  # two slots of 0.1 s, not three
+    assert doomed.cancelled()
+    assert limiter._heap == []
+
+
+async def test_waiter_cancelled_right_after_its_grant_refunds_the_slot(monkeypatch):
+    limiter = AsyncRateLimiter(RateBudget(max_requests_per_second=0, max_requests_per_window=1, window_seconds=5))
+    refunds: list[float] = []
+    refund = limiter.rate.refund
+    monkeypatch.setattr(limiter.rate, "refund", lambda at: (refunds.append(at), refund(at)))
+    granted = asyncio.create_task(limiter.acquire())
+    for _ in range(2):  # the waiter queues, then the dispatcher grants it; the waiter has not resumed yet
+        await asyncio.sleep(0)
+    granted.cancel()
+    await asyncio.wait_for(limiter.acquire(), timeout=1)  # would wait 5 s if the slot had leaked
+    assert granted.cancelled()
+    assert len(refunds) == 1
+
+
+async def test_shared_limiter_is_one_per_credential_and_follows_budget_changes():
+    key = credential_key(THANX_URL, THANX_CLIENT_ID)
+    first = shared_limiter(key, RateBudget())
+    assert shared_limiter(key, NO_LIMIT) is first
+    assert first.rate.budget == NO_LIMIT
+    assert shared_limiter(credential_key(THANX_URL, "another-client"), RateBudget()) is not first
+
+
+async def test_shared_client_is_one_object_closed_after_its_last_user():
+    built: list[httpx.AsyncClient] = []
+
+    def factory() -> httpx.AsyncClient:
+        built.append(httpx.AsyncClient())
+        return built[-1]
+
+    key = credential_key(THANX_URL, THANX_CLIENT_ID)
+    async with shared_async_client(key, factory) as one:
+        async with shared_async_client(key, factory) as two:
+            assert one is two
+        assert not one.is_closed
+    assert one.is_closed
+    assert len(built) == 1
+    async with shared_async_client(key, factory) as three:
+        assert three is not one
+        assert not three.is_closed
+
+
+async def test_registry_keys_never_hold_the_secret():
+    key = credential_key(f"{THANX_URL}/", THANX_CLIENT_ID)
+    assert key == credential_key(THANX_URL, THANX_CLIENT_ID)
+    shared_limiter(key, RateBudget())
+    async with shared_async_client(key, httpx.AsyncClient):
+        registry = [*rate_limit._limiters.values(), *rate_limit._clients.values()]
+        assert all(THANX_TOKEN not in name and THANX_CLIENT_ID not in name for table in registry for name in table)

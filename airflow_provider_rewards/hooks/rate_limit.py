@@ -1,10 +1,4 @@
-"""One request budget per API credential, shared by every caller in the process.
-
-Both limiters apply :class:`RateArithmetic`: one request every ``1 / max_requests_per_second`` s (a
-token bucket of capacity 1), at most ``max_requests_per_window`` in any ``window_seconds`` (sliding
-window), and a pause of the whole credential after a 429. Process state is keyed by
-:func:`credential_key`, a hash that never contains a secret.
-"""
+"""One request budget per API credential: its settings, sync and async limiters, a per-loop registry."""
 
 from __future__ import annotations
 
@@ -18,7 +12,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -27,15 +21,11 @@ import httpx
 from airflow_provider_rewards.exceptions import RewardsConnectionConfigError
 
 Clock = Callable[[], float]
-Sleep = Callable[[float], None]
 
 
 @dataclass(frozen=True)
 class RateBudget:
-    """Limits for one credential; defaults stay under Thanx's 5/s and 2,000 per 15 min.
-
-    ``0`` in any of the first three fields disables that limit; ``triggerer_count`` (HA) divides both.
-    """
+    """Limits of one credential (defaults under Thanx's 5/s, 2,000/15 min); 0 disables a limit; HA divides."""
 
     max_requests_per_second: float = 4.0
     max_requests_per_window: int = 1800
@@ -53,90 +43,67 @@ class RateBudget:
             except (TypeError, ValueError):
                 number = math.nan
             if not (math.isfinite(number) and number >= least and (number.is_integer() or not whole)):
-                kind = "a whole number" if whole else "a finite number"
-                problem = f"must be {kind} >= {least}, got {raw!r}"
+                problem = f"must be a {'whole' if whole else 'finite'} number >= {least}, got {raw!r}"
                 raise RewardsConnectionConfigError(conn_id, f"extra.{spec.name}", problem)
             values[spec.name] = int(number) if whole else number
         return cls(**values)
 
-    @property
-    def interval(self) -> float:
-        """Seconds between two requests from this process (0: no per-second limit)."""
-        return self.triggerer_count / self.max_requests_per_second if self.max_requests_per_second else 0.0
-
-    @property
-    def window_limit(self) -> int:
-        """Requests this process may send in one window (0: no window limit)."""
-        on = self.max_requests_per_window and self.window_seconds
-        return max(1, self.max_requests_per_window // self.triggerer_count) if on else 0
-
 
 class RateArithmetic:
-    """Whether a request may go now, else how long to wait. Never sleeps; callers serialize access."""
+    """Token bucket (capacity 1), sliding window and 429 pause: may a request go now, else how long to wait."""
 
     def __init__(self, budget: RateBudget, clock: Clock = time.monotonic) -> None:
-        self.budget, self.clock = budget, clock
+        self.budget, self.clock, self._lock = budget, clock, threading.Lock()
         self._next_slot = self._paused_until = -math.inf
         self._grants: deque[float] = deque()
 
     def reserve(self) -> tuple[float, float]:
-        """``(0.0, now)`` after recording a grant at ``now``; else ``(seconds to wait, now)``."""
-        now, window, limit = self.clock(), self.budget.window_seconds, self.budget.window_limit
-        wait = max(self._paused_until - now, self._next_slot - now, 0.0)
-        while self._grants and (not limit or self._grants[0] <= now - window):
-            self._grants.popleft()
-        if limit and len(self._grants) >= limit:
-            wait = max(wait, self._grants[-limit] + window - now)
-        if wait > 0:
-            return wait, now
-        self._next_slot = now + self.budget.interval
-        if limit:
+        """``(0.0, now)`` after recording a grant at ``now``; else ``(seconds to wait, now)``. Thread-safe."""
+        b, window = self.budget, self.budget.window_seconds
+        limit = max(1, b.max_requests_per_window // b.triggerer_count) if b.max_requests_per_window and window else 0
+        with self._lock:
+            now = self.clock()
+            wait = max(self._paused_until - now, self._next_slot - now, 0.0)
+            while self._grants and (not limit or self._grants[0] <= now - window):
+                self._grants.popleft()
+            if limit and len(self._grants) >= limit:
+                wait = max(wait, self._grants[-limit] + window - now)
+            if wait > 0:
+                return wait, now
+            self._next_slot = now + (b.triggerer_count / b.max_requests_per_second if b.max_requests_per_second else 0)
             self._grants.append(now)
-        return 0.0, now
+            return 0.0, now
 
     def refund(self, granted_at: float) -> None:
         """Give back a grant whose request was never sent."""
-        if granted_at in self._grants:
+        with self._lock, suppress(ValueError):
+            self._next_slot = min(self._next_slot, granted_at)
             self._grants.remove(granted_at)
-        self._next_slot = min(self._next_slot, granted_at)
 
     def penalize(self, seconds: float) -> None:
-        """Grant nothing for ``seconds`` from now (extends, never shortens, a running pause)."""
+        """Pause every caller of this credential for ``seconds`` from now (e.g. after a 429); never shortens."""
         if not (math.isfinite(seconds) and seconds >= 0):
             raise ValueError(f"penalty must be a finite number of seconds >= 0, got {seconds!r}")
-        self._paused_until = max(self._paused_until, self.clock() + seconds)
+        with self._lock:
+            self._paused_until = max(self._paused_until, self.clock() + seconds)
 
 
-class SyncRateLimiter:
-    """Thread-safe limiter for the synchronous transport."""
+class SyncRateLimiter(RateArithmetic):
+    """Thread-safe limiter for the synchronous transport; threads are not ordered among themselves."""
 
-    def __init__(self, budget: RateBudget, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
-        self.rate, self._lock, self._sleep = RateArithmetic(budget, clock), threading.Lock(), sleep
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
 
     def acquire(self) -> None:
-        """Block until this thread may send one request (threads are not ordered among themselves)."""
-        while True:
-            with self._lock:
-                wait, _ = self.rate.reserve()
-            if not wait:
-                return
-            self._sleep(wait)
-
-    def penalize(self, seconds: float) -> None:
-        """Pause every caller of this credential for ``seconds`` (e.g. after a 429)."""
-        with self._lock:
-            self.rate.penalize(seconds)
+        """Block until this thread may send one request."""
+        while wait := self.reserve()[0]:
+            self.sleep(wait)
 
 
-class AsyncRateLimiter:
-    """Asyncio limiter for one event loop: waiters are served oldest-due first, FIFO on ties.
-
-    A waiter cancelled while queued leaves nothing behind; one cancelled just after its grant
-    refunds the slot, which goes to the next waiter.
-    """
+class AsyncRateLimiter(RateArithmetic):
+    """Limiter for one event loop: oldest-due waiter first, FIFO on ties; a cancelled waiter keeps no slot."""
 
     def __init__(self, budget: RateBudget, clock: Clock = time.monotonic) -> None:
-        self.rate = RateArithmetic(budget, clock)
+        super().__init__(budget, clock)
         self._heap: list[tuple[float, int, asyncio.Future[float]]] = []
         self._order = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -145,23 +112,18 @@ class AsyncRateLimiter:
     async def acquire(self, due_at: float | None = None) -> None:
         """Return once one request may be sent, and not before ``due_at`` (limiter clock; default now)."""
         loop = asyncio.get_running_loop()
-        entry = (self.rate.clock() if due_at is None else due_at, next(self._order), loop.create_future())
+        entry = (self.clock() if due_at is None else due_at, next(self._order), loop.create_future())
         heapq.heappush(self._heap, entry)
-        if self._heap[0] is entry:
-            self._wake()
-        if self._dispatcher is None:
+        self._wake()
+        if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = loop.create_task(self._dispatch())
         try:
             await entry[2]
         except asyncio.CancelledError:
             if entry[2].done() and not entry[2].cancelled():  # granted, then cancelled before use
-                self.rate.refund(entry[2].result())
+                self.refund(entry[2].result())
                 self._wake()
             raise
-
-    def penalize(self, seconds: float) -> None:
-        """Pause every waiter of this credential for ``seconds`` (e.g. after a 429 or Retry-After)."""
-        self.rate.penalize(seconds)
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
@@ -170,24 +132,19 @@ class AsyncRateLimiter:
     async def _dispatch(self) -> None:
         """Grant the top waiter whenever its due time and the budget allow; ends when none is left."""
         loop = asyncio.get_running_loop()
-        try:
-            while self._heap:
-                due_at, _, waiter = self._heap[0]
-                wait = 0.0 if waiter.done() else due_at - self.rate.clock()
-                if wait <= 0 and not waiter.done():
-                    wait, granted_at = self.rate.reserve()
-                    if not wait:
-                        waiter.set_result(granted_at)
-                if waiter.done():
-                    heapq.heappop(self._heap)
-                    continue
-                self._wakeup, timer = loop.create_future(), loop.call_later(wait, self._wake)
-                try:
-                    await self._wakeup
-                finally:
-                    timer.cancel()
-        finally:
-            self._dispatcher = self._wakeup = None
+        while self._heap:
+            due_at, _, waiter = self._heap[0]
+            wait = 0.0 if waiter.done() else due_at - self.clock()
+            if wait <= 0 and not waiter.done():
+                wait, granted_at = self.reserve()
+                if not wait:
+                    waiter.set_result(granted_at)
+            if waiter.done():
+                heapq.heappop(self._heap)
+                continue
+            self._wakeup, timer = loop.create_future(), loop.call_later(wait, self._wake)
+            await self._wakeup
+            timer.cancel()
 
 
 def credential_key(base_url: str, client_id: str) -> str:
@@ -203,7 +160,7 @@ def shared_limiter(key: str, budget: RateBudget) -> AsyncRateLimiter:
     """The running loop's limiter for ``key``; a changed ``budget`` applies to it from now on."""
     limiters = _limiters.setdefault(asyncio.get_running_loop(), {})
     limiter: AsyncRateLimiter = limiters.setdefault(key, AsyncRateLimiter(budget))
-    limiter.rate.budget = budget
+    limiter.budget = budget
     return limiter
 
 
@@ -218,6 +175,5 @@ async def shared_async_client(key: str, factory: Callable[[], httpx.AsyncClient]
     finally:
         entry[1] -= 1
         if not entry[1]:
-            if clients.get(key) is entry:
-                del clients[key]
+            del clients[key]
             await entry[0].aclose()

@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import threading
+import time
 
 import httpx
 import pytest
@@ -37,7 +39,8 @@ class FakeClock:
 
 def grant_times(budget: RateBudget, count: int, penalty: float = 0.0) -> list[float]:
     clock = FakeClock()
-    limiter = SyncRateLimiter(budget, clock=clock, sleep=clock.sleep)
+    limiter = SyncRateLimiter(budget, clock=clock)
+    limiter.sleep = clock.sleep
     limiter.penalize(penalty)
     times = []
     for _ in range(count):
@@ -52,17 +55,21 @@ def most_in_any_window(times: list[float], span: float) -> int:
 
 
 def test_defaults_respect_the_published_thanx_limits():
-    budget = RateBudget.from_extra({})
+    budget = RateBudget.from_extra({"unrelated": "x", "window_seconds": ""})
     assert budget == RateBudget(4.0, 1800, 900.0, 1)
-    assert budget.interval == 0.25
-    assert budget.window_limit == 1800
+    times = grant_times(budget, 1801)
+    assert most_in_any_window(times[:9], 1.0) == 4
+    assert times[1800] == pytest.approx(900.0)  # the 1,801st waits for the first to leave the 15-minute window
 
 
 def test_extra_values_are_read_and_divided_between_triggerers():
     budget = RateBudget.from_extra(
         {"max_requests_per_second": "2", "max_requests_per_window": 100, "window_seconds": 60, "triggerer_count": "4"}
     )
-    assert (budget.interval, budget.window_limit, budget.window_seconds) == (2.0, 25, 60.0)
+    assert budget == RateBudget(2.0, 100, 60.0, 4)
+    times = grant_times(budget, 26)
+    assert times[:3] == [0.0, 2.0, 4.0]  # 2/s shared by 4 triggerers: one request every 2 s here
+    assert times[25] == pytest.approx(60.0)  # 100 per window shared by 4: the 26th waits for the window
 
 
 @pytest.mark.parametrize(
@@ -104,6 +111,20 @@ def test_penalty_pauses_then_resumes_at_the_normal_rate():
     assert times == pytest.approx([3.0, 3.5, 4.0])
 
 
+def test_sync_limiter_spaces_requests_from_several_threads():
+    limiter = SyncRateLimiter(RateBudget(max_requests_per_second=200, max_requests_per_window=100, window_seconds=10))
+    start = time.monotonic()
+    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(5)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=2)
+    grants = list(limiter._grants)
+    assert len(grants) == 20
+    assert min(b - a for a, b in itertools.pairwise(grants)) >= 0.005 - 1e-6
+    assert time.monotonic() - start >= 19 * 0.005
+
+
 @pytest.mark.parametrize("seconds", [-1.0, math.nan, math.inf])
 def test_invalid_penalty_is_refused(seconds):
     with pytest.raises(ValueError, match="penalty must be"):
@@ -139,33 +160,33 @@ async def test_async_waiters_are_spaced_by_the_rate():
 
 async def test_async_waiters_are_served_oldest_due_first_fifo_on_ties():
     limiter = AsyncRateLimiter(RateBudget(max_requests_per_second=50, max_requests_per_window=0))
-    now = limiter.rate.clock()
+    now = limiter.clock()
     dues = {"late": now - 1, "oldest": now - 9, "tie-first": now - 5, "tie-second": now - 5, "now": None}
     assert await grant_order(limiter, dues) == ["oldest", "tie-first", "tie-second", "late", "now"]
 
 
 async def test_async_waiter_is_not_served_before_it_is_due():
     limiter = AsyncRateLimiter(NO_LIMIT)
-    now = limiter.rate.clock()
+    now = limiter.clock()
     assert await grant_order(limiter, {"later": now + 0.15, "sooner": now + 0.05, "due": None}) == [
         "due",
         "sooner",
         "later",
     ]
-    assert limiter.rate.clock() - now >= 0.15
+    assert limiter.clock() - now >= 0.15
 
 
 async def test_async_penalty_delays_every_waiter_then_resumes():
     limiter = AsyncRateLimiter(NO_LIMIT)
-    start = limiter.rate.clock()
+    start = limiter.clock()
     task = asyncio.gather(limiter.acquire(), limiter.acquire())
     await asyncio.sleep(0)
     limiter.penalize(0.2)
     await task
-    assert limiter.rate.clock() - start >= 0.2
-    resumed = limiter.rate.clock()
+    assert limiter.clock() - start >= 0.2
+    resumed = limiter.clock()
     await asyncio.gather(*(limiter.acquire() for _ in range(5)))
-    assert limiter.rate.clock() - resumed < 0.05
+    assert limiter.clock() - resumed < 0.05
 
 
 async def test_cancelled_waiter_neither_wedges_the_queue_nor_keeps_a_slot():
@@ -174,9 +195,9 @@ async def test_cancelled_waiter_neither_wedges_the_queue_nor_keeps_a_slot():
     first, doomed, last = (asyncio.create_task(limiter.acquire()) for _ in range(3))
     await asyncio.sleep(0)
     doomed.cancel()
-    start = limiter.rate.clock()
+    start = limiter.clock()
     await asyncio.wait_for(asyncio.gather(first, last), timeout=1)
-    assert limiter.rate.clock() - start < 0.3  # two slots of 0.1 s, not three
+    assert limiter.clock() - start < 0.3  # two slots of 0.1 s, not three
     assert doomed.cancelled()
     assert limiter._heap == []
 
@@ -184,8 +205,8 @@ async def test_cancelled_waiter_neither_wedges_the_queue_nor_keeps_a_slot():
 async def test_waiter_cancelled_right_after_its_grant_refunds_the_slot(monkeypatch):
     limiter = AsyncRateLimiter(RateBudget(max_requests_per_second=0, max_requests_per_window=1, window_seconds=5))
     refunds: list[float] = []
-    refund = limiter.rate.refund
-    monkeypatch.setattr(limiter.rate, "refund", lambda at: (refunds.append(at), refund(at)))
+    refund = limiter.refund
+    monkeypatch.setattr(limiter, "refund", lambda at: (refunds.append(at), refund(at)))
     granted = asyncio.create_task(limiter.acquire())
     for _ in range(2):  # the waiter queues, then the dispatcher grants it; the waiter has not resumed yet
         await asyncio.sleep(0)
@@ -199,7 +220,7 @@ async def test_shared_limiter_is_one_per_credential_and_follows_budget_changes()
     key = credential_key(THANX_URL, THANX_CLIENT_ID)
     first = shared_limiter(key, RateBudget())
     assert shared_limiter(key, NO_LIMIT) is first
-    assert first.rate.budget == NO_LIMIT
+    assert first.budget == NO_LIMIT
     assert shared_limiter(credential_key(THANX_URL, "another-client"), RateBudget()) is not first
 
 

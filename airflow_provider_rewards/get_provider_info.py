@@ -1,8 +1,4 @@
-"""Provider metadata read by Airflow's ProvidersManager (``apache_airflow_provider`` entry point).
-
-Connection forms are declared here (``conn-fields`` and ``ui-field-behaviour``), the Airflow 3.2+
-way: the UI renders them without importing our hooks.
-"""
+"""Provider metadata for Airflow's ProvidersManager, with the connection forms (``conn-fields``, Airflow 3.2+)."""
 
 from __future__ import annotations
 
@@ -11,31 +7,51 @@ from typing import Any
 from airflow_provider_rewards import __version__
 
 PACKAGE = "airflow_provider_rewards"
+#: The optional extra fields both connection types share (see ``TransportSettings``): name, label, help, default.
+TRANSPORT_FIELDS = (
+    ("connect_timeout", "Connect timeout (s)", "Seconds to establish a connection.", 10),
+    ("read_timeout", "Read timeout (s)", "Seconds to wait for a response.", 30),
+    ("max_retries", "Max retries", "Retries on network errors, 408, 429 and 5xx (0 disables).", 5),
+    ("retry_backoff", "Retry backoff (s)", "First retry delay; doubles per retry, with jitter.", 1),
+    ("retry_backoff_max", "Retry backoff max (s)", "Longest single backoff delay.", 60),
+    ("retry_after_max", "Retry-After max (s)", "Longest Retry-After honoured by waiting; longer fails at once.", 300),
+)
 
 
 def _transport_fields() -> dict[str, Any]:
-    """Optional extra fields both connection types share (see ``TransportSettings``)."""
-
-    def number(label: str, description: str, default: float, integer: bool = False) -> dict[str, Any]:
-        kind = "integer" if integer else "number"
-        return {
+    return {
+        name: {
             "label": label,
             "description": description,
-            "schema": {"type": [kind, "null"], "minimum": 0, "default": default},
+            "schema": {
+                "type": ["integer" if name == "max_retries" else "number", "null"],
+                "minimum": 0,
+                "default": default,
+            },
         }
-
-    return {
-        "connect_timeout": number("Connect timeout (s)", "Seconds to establish a connection.", 10),
-        "read_timeout": number("Read timeout (s)", "Seconds to wait for a response.", 30),
-        "max_retries": number(
-            "Max retries", "Retries on network errors, 408, 429 and 5xx (0 disables).", 5, integer=True
-        ),
-        "retry_backoff": number("Retry backoff (s)", "First retry delay; doubles per retry, with jitter.", 1),
-        "retry_backoff_max": number("Retry backoff max (s)", "Longest single backoff delay.", 60),
-        "retry_after_max": number(
-            "Retry-After max (s)", "Longest Retry-After honoured by waiting; longer fails at once.", 300
-        ),
+        for name, label, description, default in TRANSPORT_FIELDS
     }
+
+
+def _connection_type(
+    conn_type: str, hook: str, name: str, labels: dict[str, str], placeholders: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    """One connection form: host, login and password relabelled, schema and port hidden, transport extras."""
+    return {
+        "connection-type": conn_type,
+        "hook-class-name": f"{PACKAGE}.hooks.{hook}",
+        "hook-name": name,
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port"],
+            "relabeling": {"host": "API base URL", **labels},
+            "placeholders": placeholders,
+        },
+        "conn-fields": {**fields, **_transport_fields()},
+    }
+
+
+def _modules(kind: str, *integrations: str) -> list[dict[str, Any]]:
+    return [{"integration-name": name, "python-modules": [f"{PACKAGE}.{kind}.{name.lower()}"]} for name in integrations]
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -48,54 +64,38 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Thanx", "external-doc-url": "https://docs.thanx.com/partner/overview"},
             {"integration-name": "HPGames", "external-doc-url": "https://docs.hplay.games/docs/intro"},
         ],
-        "hooks": [
-            {"integration-name": "Thanx", "python-modules": [f"{PACKAGE}.hooks.thanx"]},
-            {"integration-name": "HPGames", "python-modules": [f"{PACKAGE}.hooks.hpgames"]},
-        ],
-        "operators": [
-            {"integration-name": "Thanx", "python-modules": [f"{PACKAGE}.operators.thanx"]},
-            {"integration-name": "HPGames", "python-modules": [f"{PACKAGE}.operators.hpgames"]},
-        ],
-        "sensors": [{"integration-name": "Thanx", "python-modules": [f"{PACKAGE}.sensors.thanx"]}],
-        "triggers": [{"integration-name": "Thanx", "python-modules": [f"{PACKAGE}.triggers.thanx"]}],
+        "hooks": _modules("hooks", "Thanx", "HPGames"),
+        "operators": _modules("operators", "Thanx", "HPGames"),
+        "sensors": _modules("sensors", "Thanx"),
+        "triggers": _modules("triggers", "Thanx"),
         "connection-types": [
-            {
-                "connection-type": "thanx",
-                "hook-class-name": f"{PACKAGE}.hooks.thanx.ThanxHook",
-                "hook-name": "Thanx Partner API",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port"],
-                    "relabeling": {"host": "API base URL", "login": "Client ID", "password": "Access Token"},
-                    "placeholders": {
-                        "host": "https://api.thanx.com (sandbox: https://api.thanxsandbox.com)",
-                        "login": "Client ID issued by Thanx (sent as X-ClientId)",
-                        "password": "Access Token issued by Thanx (sent as Bearer token)",
-                        "merchant_id": "k2lye10h32l5wzo",
-                    },
+            _connection_type(
+                "thanx",
+                "thanx.ThanxHook",
+                "Thanx Partner API",
+                {"login": "Client ID", "password": "Access Token"},
+                {
+                    "host": "https://api.thanx.com (sandbox: https://api.thanxsandbox.com)",
+                    "login": "Client ID issued by Thanx (sent as X-ClientId)",
+                    "password": "Access Token issued by Thanx (sent as Bearer token)",
+                    "merchant_id": "k2lye10h32l5wzo",
                 },
-                "conn-fields": {
-                    "merchant_id": {
-                        "label": "Default merchant ID",
-                        "description": "Merchant acted for when a task does not name one (GET /partner/merchants).",
-                        "schema": {"type": ["string", "null"], "maxLength": 256},
-                    },
-                    **_transport_fields(),
+                merchant_id={
+                    "label": "Default merchant ID",
+                    "description": "Merchant acted for when a task does not name one (GET /partner/merchants).",
+                    "schema": {"type": ["string", "null"], "maxLength": 256},
                 },
-            },
-            {
-                "connection-type": "hpgames",
-                "hook-class-name": f"{PACKAGE}.hooks.hpgames.HPGamesHook",
-                "hook-name": "HPGames Rewards API",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port"],
-                    "relabeling": {"host": "API base URL", "login": "Merchant ID", "password": "Secret key"},
-                    "placeholders": {
-                        "host": "BASE_URL HPGames gave you for this environment",
-                        "login": "1387a6cc-3651-4473-ae52-e415caea3395",
-                        "password": "Merchant secret key used to sign requests",
-                    },
+            ),
+            _connection_type(
+                "hpgames",
+                "hpgames.HPGamesHook",
+                "HPGames Rewards API",
+                {"login": "Merchant ID", "password": "Secret key"},
+                {
+                    "host": "BASE_URL HPGames gave you for this environment",
+                    "login": "1387a6cc-3651-4473-ae52-e415caea3395",
+                    "password": "Merchant secret key used to sign requests",
                 },
-                "conn-fields": _transport_fields(),
-            },
+            ),
         ],
     }

@@ -1,10 +1,4 @@
-"""Exceptions raised by the rewards provider.
-
-Every message is built to be read by an on-call engineer: it names the vendor, the request
-(method and path, never headers or bodies), the HTTP status and the vendor's own error code and
-message. No credential ever reaches an exception: messages are scrubbed of the connection's
-secrets before they are built.
-"""
+"""Exceptions of the rewards provider; messages name vendor, request, status and vendor code, never a secret."""
 
 from __future__ import annotations
 

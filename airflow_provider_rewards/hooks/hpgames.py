@@ -1,9 +1,4 @@
-"""Hook for the HPGames rewards integration API: cancel rewards and read them back.
-
-Every request body is signed (:class:`~.auth.HPGamesSignatureAuth`): the connection's login is
-the Merchant ID (a UUID), its password the merchant's secret key, its host the API base URL that
-HPGames issues per environment.
-"""
+"""Hook for the HPGames rewards API (signed bodies): login is the Merchant ID, password the secret, host the URL."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Hook for the Thanx Partner API: issuance jobs (get, revoke) and scopes.
-
-Authentication is a static bearer token plus client id (:class:`~.auth.ThanxAuth`); the
-connection's login is the Client ID, its password the Access Token, and its extra may hold a
-default ``merchant_id``.
-"""
+"""Hook for the Thanx Partner API (issuance jobs, scopes): login is the Client ID, password the Access Token."""
 
 from __future__ import annotations
 

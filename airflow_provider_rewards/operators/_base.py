@@ -1,9 +1,4 @@
-"""What the rewards operators share: template rendering and the summary XCom.
-
-Validation rules live in :mod:`~airflow_provider_rewards.utils.validation` (called by hooks and
-operators alike), template handling in :mod:`~airflow_provider_rewards.utils.templating`, and the
-batch engine in :mod:`~airflow_provider_rewards.utils.batching`.
-"""
+"""What the rewards operators share: template rendering and the summary XCom."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Operators that cancel HPGames rewards: one reward, many by id, or every reward of many players.
-
-All three accept ``dry_run``: validate, resolve and log exactly what would be cancelled, and make
-no call that changes anything. Inputs are validated when the DAG is parsed (literal values) and
-again after template rendering, always before the first request.
-"""
+"""Operators that cancel HPGames rewards: one reward, many by id, or every reward of many players."""
 
 from __future__ import annotations
 

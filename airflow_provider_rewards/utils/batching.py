@@ -1,20 +1,13 @@
 """The batch engine: send ids in batches through one callable, isolate refused ids, keep exact counts.
 
-When a batch is refused for something that can be about its items (HTTP 400, 404, 409, 410, 422)
-it is split in halves, recursively, until the refused single ids are found; every other id is still
-sent. Until one request of the run has succeeded, the batch's first and last ids are first sent
-alone: if both fail exactly as the batch did (same status and vendor code), the request itself is
-wrong (base URL, signature, merchant), not its items, and the run stops with every id of the batch
-not attempted. 413 splits without blaming any id. Anything else (401/403, a 5xx or network failure
-that persisted through the transport's retries, an unexpected error) stops the run at once with a
-message that says what was done, what is unconfirmed and what was not tried.
+Splitting, probing and stop rules are described on :class:`BatchRunner`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -70,12 +63,7 @@ class Rejection:
 
     def as_dict(self) -> dict[str, Any]:
         """The XCom-safe form reported in summaries."""
-        return {
-            "id": self.id,
-            "status_code": self.status_code,
-            "vendor_code": self.vendor_code,
-            "vendor_message": self.vendor_message,
-        }
+        return asdict(self)
 
     def describe(self) -> str:
         """``<id> (HTTP <status> <vendor code>)`` for messages."""
@@ -108,6 +96,11 @@ class _RequestFailed(Exception):
 
 class BatchRunner:
     """Send ids in batches through ``send``, isolating refused ids, with exact counts.
+
+    A batch refused for something about its items (400, 404, 409, 410, 422) is halved recursively
+    until the refused ids are found. Until a request of the run succeeds, the first and last ids are
+    first sent alone: if both fail as the batch did, the request itself is wrong and the run stops.
+    413 splits without blaming an id. Anything else stops the run with an exact report.
 
     :param send: makes one API call for a list of ids (raises ``RewardsApiError`` on failure).
     :param field: the operator argument the ids came from, for messages (``reward_ids``).

@@ -1,9 +1,4 @@
-"""Templating rules: what counts as "not rendered yet", and checking a value only once it is concrete.
-
-Operators check their arguments twice with the same functions: in ``__init__`` every value that is
-already concrete (so a DAG with a bad literal fails to parse), in ``execute()`` everything after
-rendering. :func:`check_when_ready` decides which values must wait for rendering.
-"""
+"""What counts as "not rendered yet", and checking a value only once it is concrete."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""Input validation: every rule about ids, id lists, flags, numbers and choices, in one place.
-
-Hooks call these checks (they are the public API); operators call the same functions on their
-arguments (see :mod:`.templating` for values that are still templates). Every check raises
-:class:`~airflow_provider_rewards.exceptions.RewardsInputError` whose message names the offending
-field (with its index for list items), says what was wrong and how to fix it. Checks run before any
-HTTP request is made.
-"""
+"""Every input rule (ids, id lists, flags, numbers, choices); each error names the field and the fix."""
 
 from __future__ import annotations
 

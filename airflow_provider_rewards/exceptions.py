@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
@@ -27,6 +29,7 @@ class RewardsConnectionConfigError(RewardsError):
         super().__init__(f"Connection {conn_id!r}, field {field}: {problem}")
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class RewardsApiError(RewardsError):
     """A vendor API answered with an error, or could not be reached after every retry.
 
@@ -39,32 +42,24 @@ class RewardsApiError(RewardsError):
     :ivar attempts: how many attempts were made.
     """
 
-    def __init__(
-        self,
-        *,
-        vendor: str,
-        method: str,
-        path: str,
-        status_code: int | None,
-        vendor_code: str | None = None,
-        vendor_message: str | None = None,
-        attempts: int = 1,
-    ) -> None:
-        self.vendor = vendor
-        self.method = method
-        self.path = path
-        self.status_code = status_code
-        self.vendor_code = vendor_code
-        self.vendor_message = vendor_message
-        self.attempts = attempts
-        super().__init__(self._describe())
+    vendor: str
+    method: str
+    path: str
+    status_code: int | None
+    vendor_code: str | None = None
+    vendor_message: str | None = None
+    attempts: int = 1
 
-    def _describe(self) -> str:
-        outcome = f"HTTP {self.status_code}" if self.status_code is not None else "no response"
+    def __post_init__(self) -> None:
         detail = ": ".join(part for part in (self.vendor_code, self.vendor_message) if part)
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-        text = f"{self.vendor} API {self.method} {self.path} failed{tries}: {outcome}"
-        return f"{text} ({detail})" if detail else text
+        text = f"{self.vendor} API {self.method} {self.path} failed{tries}: {self.outcome}"
+        super().__init__(f"{text} ({detail})" if detail else text)
+
+    @property
+    def outcome(self) -> str:
+        """``"HTTP <status>"``, or ``"no response"`` when none was received."""
+        return f"HTTP {self.status_code}" if self.status_code is not None else "no response"
 
     @property
     def is_client_error(self) -> bool:

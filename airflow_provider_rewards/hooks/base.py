@@ -68,10 +68,7 @@ class RewardsBaseHook(BaseHook, Generic[ConfigT]):
     ``conn_type``, ``hook_name``), ``vendor``, and implement :meth:`parse_connection`,
     :meth:`build_auth` and :meth:`check_connection`.
 
-    The HTTP session is opened on the first request; :meth:`close` (or leaving a ``with hook:``
-    block) closes it. Transport settings (``connect_timeout``, ``read_timeout``, ``max_retries``, ``retry_backoff``,
-    ``retry_backoff_max``, ``retry_after_max``) come from the connection extra and can be
-    overridden per hook through keyword arguments.
+    The HTTP session opens on the first request; :meth:`close` (or leaving ``with hook:``) closes it.
     """
 
     vendor: ClassVar[str]

@@ -73,10 +73,6 @@ class RevokeInputs:
     dry_run: bool
 
 
-def _optional_id(value: object, field: str) -> str | None:
-    return None if value is None else require_id(value, field)
-
-
 class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
     """Revoke every reward a Thanx issuance job issued (``POST /partner/issuance_jobs/:id/revoke``).
 
@@ -162,7 +158,9 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
                 self.issuance_job_id, lambda value: require_path_id(value, "issuance_job_id"), rendered=rendered
             ),
             merchant_id=check_when_ready(
-                self.merchant_id, lambda value: _optional_id(value, "merchant_id"), rendered=rendered
+                self.merchant_id,
+                lambda value: None if value is None else require_id(value, "merchant_id"),
+                rendered=rendered,
             ),
             thanx_conn_id=require_id(self.thanx_conn_id, "thanx_conn_id"),
             if_already_revoked=require_choice(self.if_already_revoked, "if_already_revoked", IF_ALREADY_REVOKED),
@@ -283,7 +281,7 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
                     "The revoke of issuance job %s answered %s, but the job now reads %s: the revoke was applied "
                     "(an attempt whose answer was lost got through)",
                     job_id,
-                    _status(error),
+                    error.outcome,
                     state,
                 )
                 return current
@@ -291,7 +289,7 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
                 self.log.warning(
                     "The revoke of issuance job %s failed (%s) and the job still reads %s: sending it once more",
                     job_id,
-                    _status(error),
+                    error.outcome,
                     state,
                 )
                 return self._revoke(hook, job_id, merchant, may_resend=False)
@@ -403,7 +401,3 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
     @staticmethod
     def _result(job_id: str, merchant: str, outcome: str, job: IssuanceJob | dict[str, Any]) -> dict[str, Any]:
         return {"issuance_job_id": job_id, "merchant_id": merchant, "outcome": outcome, "job": summarize_job(job)}
-
-
-def _status(error: RewardsApiError) -> str:
-    return f"HTTP {error.status_code}" if error.status_code is not None else "no response"

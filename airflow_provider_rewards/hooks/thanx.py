@@ -124,11 +124,9 @@ def observe_job(
     log: Any,
     previous: Observation | None = None,
 ) -> Observation:
-    """Judge one read of a job for a wait, and log its state and progress unless unchanged since ``previous``.
+    """Judge one read of a job for a wait (hook, sensor and trigger alike); log it unless unchanged since ``previous``.
 
-    Waiting for a revocation: targets ``("revoked",)``, waiting ``("revoking",)``; a job that reads
-    ``completed`` again, or any unknown state, is :attr:`JobVerdict.UNEXPECTED` and must not be waited on.
-    The hook's blocking wait, the sensor and the trigger all observe through this function.
+    Any state that is neither a target nor a waiting state (e.g. ``completed`` again) is ``UNEXPECTED``.
     """
     state = job.get("state")
     if state in target_states:

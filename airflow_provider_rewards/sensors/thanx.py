@@ -72,10 +72,7 @@ class ThanxIssuanceJobSensor(BaseSensorOperator):
         return ThanxHook(self.thanx_conn_id)
 
     def _check(self) -> dict[str, Any] | None:
-        """One poll: the job summary when done, ``None`` while waiting; raises on an unexpected state.
-
-        The rendered id is checked by the hook (its only check after rendering).
-        """
+        """One poll (the hook checks the rendered id): the summary when done, ``None`` while waiting."""
         job = self.hook.get_issuance_job(self.issuance_job_id, self.merchant_id)
         seen = observe_job(self.issuance_job_id, job, self.target_states, self.waiting_states, log=self.log)
         if seen.verdict is JobVerdict.UNEXPECTED:
@@ -89,16 +86,16 @@ class ThanxIssuanceJobSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Wait as the mode says; the hook's HTTP session is closed however the wait ends (or defers)."""
         try:
-            return self._wait(context)
+            if not self.deferrable:
+                return super().execute(context)
+            summary = self._check()
+            if summary is not None:
+                return summary
+            self._defer()
         finally:
             self.hook.close()
 
-    def _wait(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        summary = self._check()
-        if summary is not None:
-            return summary
+    def _defer(self) -> None:
         self.defer(
             trigger=ThanxIssuanceJobTrigger(
                 issuance_job_id=self.issuance_job_id,

@@ -82,12 +82,9 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
     ``wait_for_issuance=True`` waits for the issuance to finish and then revokes. An unknown state
     fails the task naming it. Nothing is changed before that decision.
 
-    Retry safety: when the revoke answers 422, gets no response (the connection dropped after the
-    transport's retries), a 5xx, or a 408/429 that outlasted the retries, the job is read again.
-    If it now reads ``revoking``/``revoked``, this task's revoke got through (an attempt whose
-    answer was lost) and the task succeeds. If a lost, 5xx, 408 or 429 answer leaves the job still
-    revocable, the revoke is sent once more. The 422 text
-    is never used to decide.
+    Retry safety: after a 422, no response, a 5xx or a 408/429 that outlasted the retries, the job is
+    read again: ``revoking``/``revoked`` means the revoke got through; a job still revocable after
+    anything but a 422 is sent the revoke once more. The 422 text is never used to decide.
 
     :param issuance_job_id: the job to revoke (templated; e.g. from an upstream XCom, or mapped
         with ``.partial(...).expand(issuance_job_id=[...])``).
@@ -263,11 +260,7 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
         return self._finish(inputs, hook, merchant, job, deadline, "revoke_started")
 
     def _revoke(self, hook: ThanxHook, job_id: str, merchant: str, *, may_resend: bool = True) -> IssuanceJob:
-        """POST the revoke. On a 422 or an answer that may hide an applied revoke, read the job back.
-
-        Such answers are no response, a 5xx, and a retryable 408/429 that outlasted the retries: an
-        earlier attempt of the same POST may have landed although its answer was lost.
-        """
+        """POST the revoke; on a 422 or an answer that may hide an applied revoke (see the class), read the job back."""
         try:
             job = hook.revoke_issuance_job(job_id, merchant)
         except RewardsApiError as error:

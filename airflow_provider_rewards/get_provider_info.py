@@ -65,7 +65,14 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "HPGames", "external-doc-url": "https://docs.hplay.games/docs/intro"},
         ],
         "hooks": _modules("hooks", "Thanx", "HPGames"),
-        "operators": _modules("operators", "Thanx", "HPGames"),
+        # The teardown report reads back both vendors; Airflow lists it under each integration.
+        "operators": [
+            *_modules("operators", "Thanx", "HPGames"),
+            *[
+                {"integration-name": name, "python-modules": [f"{PACKAGE}.operators.report"]}
+                for name in ("Thanx", "HPGames")
+            ],
+        ],
         "sensors": _modules("sensors", "Thanx"),
         "triggers": _modules("triggers", "Thanx"),
         "connection-types": [

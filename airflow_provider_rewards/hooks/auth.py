@@ -7,7 +7,10 @@
   with a fresh timestamp; the payload is serialized once by the transport and only the signed
   prefix is written per attempt, so the bytes sent are exactly the bytes signed.
 
-Neither class exposes its secret through ``repr`` or ``str``.
+Neither class exposes its secret through ``repr`` or ``str``. Credentials (login and secret) have
+leading and trailing whitespace stripped; one holding an inner non-printable character (a newline,
+a tab) is refused without quoting it. The login is scrubbed too unless it is a UUID, since a login
+and password saved swapped would put the secret in the login, which Airflow does not mask.
 """
 
 from __future__ import annotations
@@ -16,16 +19,37 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Generator
 
 import httpx
 import requests
 
 from airflow_provider_rewards import __version__
+from airflow_provider_rewards.exceptions import RewardsInputError
 
 USER_AGENT = f"airflow-provider-rewards/{__version__}"
 THANX_ACCEPT_VERSION = "v4.0"
 JSON_CONTENT_TYPE = "application/json"
+
+
+def clean_credential(value: str, label: str) -> str:
+    """``value`` stripped of surrounding whitespace; raises, without quoting it, on an inner non-printable character."""
+    cleaned = value.strip()
+    if not cleaned.isprintable():
+        raise RewardsInputError(
+            f"{label} contains a non-printable character (such as a newline or tab) inside it; "
+            "save it again without (leading and trailing whitespace is stripped). The value is not shown."
+        )
+    return cleaned
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def epoch_millis() -> int:
@@ -43,6 +67,9 @@ class ThanxAuth(requests.auth.AuthBase, httpx.Auth):
     """Thanx Partner API headers: bearer token, client id, API version, JSON, user agent."""
 
     def __init__(self, client_id: str, access_token: str) -> None:
+        self.secrets: tuple[str, ...] = (access_token, client_id)
+        client_id = clean_credential(client_id, "Thanx Client ID (connection login)")
+        access_token = clean_credential(access_token, "Thanx Access Token (connection password)")
         self._headers = {
             "Authorization": f"Bearer {access_token}",
             "X-ClientId": client_id,
@@ -50,7 +77,6 @@ class ThanxAuth(requests.auth.AuthBase, httpx.Auth):
             "Content-Type": JSON_CONTENT_TYPE,
             "User-Agent": USER_AGENT,
         }
-        self.secrets: tuple[str, ...] = (access_token,)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers.update(self._headers)
@@ -61,7 +87,7 @@ class ThanxAuth(requests.auth.AuthBase, httpx.Auth):
         yield request
 
     def __repr__(self) -> str:
-        return f"ThanxAuth(client_id={self._headers['X-ClientId']!r}, access_token=***)"
+        return "ThanxAuth(client_id=***, access_token=***)"
 
 
 class HPGamesSignatureAuth(requests.auth.AuthBase):
@@ -73,9 +99,9 @@ class HPGamesSignatureAuth(requests.auth.AuthBase):
     """
 
     def __init__(self, merchant_id: str, secret: str) -> None:
-        self.merchant_id = merchant_id
-        self._secret = secret
-        self.secrets: tuple[str, ...] = (secret,)
+        self.secrets: tuple[str, ...] = (secret,) if _is_uuid(merchant_id.strip()) else (secret, merchant_id)
+        self.merchant_id = clean_credential(merchant_id, "HPGames Merchant ID (connection login)")
+        self._secret = clean_credential(secret, "HPGames Secret key (connection password)")
 
     def signed_fields(self, timestamp: int) -> dict[str, object]:
         """The three authentication fields for a request made at ``timestamp`` (epoch ms)."""
@@ -100,4 +126,5 @@ class HPGamesSignatureAuth(requests.auth.AuthBase):
         return request
 
     def __repr__(self) -> str:
-        return f"HPGamesSignatureAuth(merchant_id={self.merchant_id!r}, secret=***)"
+        shown = repr(self.merchant_id) if _is_uuid(self.merchant_id) else "***"
+        return f"HPGamesSignatureAuth(merchant_id={shown}, secret=***)"

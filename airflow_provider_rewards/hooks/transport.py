@@ -5,8 +5,11 @@ What is retried: connection errors, timeouts, HTTP 408, 429, 500, 502, 503 and 5
 ``Retry-After`` header asks (up to ``retry_after_max``; a longer demand fails at once rather than
 hammer the API early). Auth is applied per attempt, so HPGames retries are re-signed with a fresh
 timestamp. :class:`Transport` (``requests``) serves the hooks; :class:`AsyncTransport` (``httpx``)
-serves the trigger. Both share :class:`TransportSettings` and the decision in
-:meth:`_RetryingTransport._delay_or_raise`.
+serves the trigger. Both share :class:`TransportSettings`, the CA resolution of :func:`ssl_verify`
+and the decisions of :meth:`_RetryingTransport._delay_after` (what a response means) and
+:meth:`_RetryingTransport._delay_or_raise` (retry or fail). A 2xx/3xx whose JSON body carries a
+non-zero ``errorCode`` (HPGames' way of refusing) is a refusal like a 4xx: raised, never retried
+(no HPGames code is documented as transient).
 """
 
 from __future__ import annotations
@@ -14,22 +17,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import os
 import random
+import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
 from email.utils import parsedate_to_datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, Literal
 
+import certifi
 import httpx
 import requests
 
-from airflow_provider_rewards.exceptions import RewardsApiError, RewardsConnectionConfigError
+from airflow_provider_rewards.exceptions import RewardsApiError, RewardsConnectionConfigError, RewardsInputError
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 ASYNC_NETWORK_ERRORS = (httpx.TransportError,)
 MAX_ERROR_TEXT = 500
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,21 @@ class TransportSettings:
     retry_backoff_max: float = 60.0
     retry_after_max: float = 300.0
 
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            problem = self.problem(spec.name, getattr(self, spec.name))
+            if problem:
+                raise RewardsInputError(f"Transport setting {spec.name} {problem}")
+
+    @staticmethod
+    def problem(name: str, number: float) -> str | None:
+        """Why ``number`` is not a valid value of setting ``name`` (``None`` if it is): finite, >= 0, timeouts > 0."""
+        if not math.isfinite(number):
+            return f"must be a finite number, got {number!r}"
+        if number < 0 or (number == 0 and name.endswith("timeout")):
+            return f"must be {'positive' if name.endswith('timeout') else 'zero or more'}, got {number!r}"
+        return None
+
     @classmethod
     def resolve(
         cls, conn_id: str, extra: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
@@ -73,8 +98,9 @@ class TransportSettings:
                 raise RewardsConnectionConfigError(
                     conn_id, where, f"must be a {kind.__name__}, got {source!r}"
                 ) from None
-            if number < 0 or (number == 0 and spec.name.endswith("timeout")):
-                raise RewardsConnectionConfigError(conn_id, where, f"must be positive, got {source!r}")
+            problem = cls.problem(spec.name, number)
+            if problem:
+                raise RewardsConnectionConfigError(conn_id, where, problem)
             values[spec.name] = number
         return cls(**values)
 
@@ -89,24 +115,111 @@ class TransportSettings:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (delta-seconds or HTTP date), or ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    """Seconds asked for by a ``Retry-After`` header, or ``None`` when absent or unparseable.
+
+    Delta-seconds may be fractional (``1.5``); an HTTP date counts from now; a negative value or a
+    past date means 0. Anything else (``soon``, ``²``, ``nan``) is ignored: the caller backs off.
+    """
+    text = (value or "").strip()
+    if re.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?", text):
+        return max(0.0, float(text))
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+        return max(0.0, parsedate_to_datetime(text).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+def resolve_ca_bundle(verify: bool | str | None = None) -> str | Literal[False]:
+    """The CA bundle (file or directory) to trust, or ``False`` to skip verification.
+
+    In order: an explicit ``verify`` (``False``, or a CA bundle path), else ``REQUESTS_CA_BUNDLE``,
+    else ``CURL_CA_BUNDLE``, else ``SSL_CERT_FILE``, else certifi's bundle. ``True``/``None`` mean
+    "verify with the default". Both transports use this, so the hook and the trigger trust the same CAs.
+    """
+    if verify is False:
+        return False
+    if isinstance(verify, str) and verify.strip():
+        return verify.strip()
+    for variable in CA_BUNDLE_VARIABLES:
+        if os.environ.get(variable, "").strip():
+            return os.environ[variable].strip()
+    return certifi.where()
+
+
+def ssl_verify(verify: bool | str | None = None) -> ssl.SSLContext | Literal[False]:
+    """The ``verify`` argument for an ``httpx`` client: ``False``, or a context trusting :func:`resolve_ca_bundle`.
+
+    Contexts are cached per bundle path (building one costs milliseconds). A missing bundle raises
+    :class:`RewardsInputError` naming the path.
+    """
+    bundle = resolve_ca_bundle(verify)
+    return False if bundle is False else _ssl_context(bundle)
+
+
+@lru_cache(maxsize=16)
+def _ssl_context(bundle: str) -> ssl.SSLContext:
+    if not os.path.exists(bundle):
+        raise RewardsInputError(
+            f"CA bundle {bundle} does not exist; fix the connection's verify or {'/'.join(CA_BUNDLE_VARIABLES)}"
+        )
+    if os.path.isdir(bundle):
+        return ssl.create_default_context(capath=bundle)
+    return ssl.create_default_context(cafile=bundle)
+
+
+JSON_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "/": "\\/",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
+def _escaped_forms(char: str) -> str:
+    """A regex matching ``char`` written plainly, JSON-escaped (``\\/``, ``\\n``, ``\\u00e9``) or as ``\\xNN``."""
+    forms = [re.escape(char)]
+    if char in JSON_SHORT_ESCAPES:
+        forms.append(re.escape(JSON_SHORT_ESCAPES[char]))
+    units = char.encode("utf-16-be")
+    forms.append("".join(rf"\\u(?i:{units[i : i + 2].hex()})" for i in range(0, len(units), 2)))
+    if ord(char) < 256:
+        forms.append(rf"\\x(?i:{ord(char):02x})")
+    return f"(?:{'|'.join(forms)})"
+
+
+@lru_cache(maxsize=64)
+def _secret_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    variants = sorted({v for secret in secrets if secret for v in (secret, secret.strip()) if v}, key=len, reverse=True)
+    if not variants:
+        return None
+    return re.compile("|".join("".join(_escaped_forms(char) for char in variant) for variant in variants))
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace every occurrence of a secret in ``text`` with ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """Replace every occurrence of a secret in ``text`` with ``***``.
+
+    Each secret is matched as given and stripped, with any of its characters written plainly or
+    escaped as JSON (``\\/``, ``\\n``, ``\\uXXXX`` in either case) or Python (``\\xNN``) would write it,
+    so an echo in a raw body, a decoded body or a ``repr`` is caught alike.
+    """
+    pattern = _secret_pattern(tuple(secrets))
+    return text if pattern is None or not text else pattern.sub("***", text)
+
+
+def vendor_refusal_code(data: Any) -> str | None:
+    """The non-zero ``errorCode`` of a decoded 2xx body, or ``None`` when it reports success.
+
+    Success: no ``errorCode``, ``null``, ``0``/``false`` or a string of zeros (``"0"``); any other
+    value (``1005``, ``"1005"``, ``"E_AUTH"``) is a refusal.
+    """
+    code = data.get("errorCode") if isinstance(data, dict) else None
+    if code is None or code is False or code == 0 or (isinstance(code, str) and code.strip().strip("0") == ""):
+        return None
+    return str(code)
 
 
 def vendor_error(body: str) -> tuple[str | None, str | None]:
@@ -148,8 +261,14 @@ class _RetryingTransport:
         self.settings = settings
         self._secrets: tuple[str, ...] = getattr(auth, "secrets", ())
 
-    def _error(self, method: str, path: str, status: int | None, body: str, attempts: int) -> RewardsApiError:
-        code, message = vendor_error(scrub(body, self._secrets))
+    def _error(
+        self, method: str, path: str, status: int | None, body: str, attempts: int, code: str | None = None
+    ) -> RewardsApiError:
+        """The error for this answer, its code and message scrubbed of secrets before and after JSON decoding."""
+        parsed_code, message = vendor_error(scrub(body, self._secrets))
+        code = code or parsed_code
+        code = None if code is None else scrub(code, self._secrets)
+        message = None if message is None else scrub(message, self._secrets)
         if message and len(message) > MAX_ERROR_TEXT:
             message = f"{message[:MAX_ERROR_TEXT]}... (truncated)"
         return RewardsApiError(
@@ -199,9 +318,21 @@ class _RetryingTransport:
     def _delay_after(
         self, method: str, path: str, attempt: int, response: requests.Response | httpx.Response
     ) -> float | None:
-        """``None`` for a 2xx/3xx response; otherwise the delay before the next attempt, or the error raised."""
+        """``None`` for a success; otherwise the delay before the next attempt, or the error raised.
+
+        Success is a 2xx/3xx whose body is not a JSON object with a non-zero ``errorCode``; such a
+        refusal raises at once, as a 4xx does.
+        """
         if response.status_code < 400:
-            return None
+            if b"errorCode" not in response.content:
+                return None
+            try:
+                refused = vendor_refusal_code(response.json())
+            except ValueError:
+                return None  # not JSON: request_json reports that
+            if refused is None:
+                return None
+            raise self._error(method, path, response.status_code, response.text, attempt, refused)
         return self._delay_or_raise(
             method,
             path,
@@ -226,7 +357,11 @@ class _RetryingTransport:
 
 
 class Transport(_RetryingTransport):
-    """Synchronous transport over one reused ``requests.Session``."""
+    """Synchronous transport over one reused ``requests.Session``.
+
+    ``verify`` is resolved once by :func:`resolve_ca_bundle` and passed to every request, so an
+    explicit connection value wins over ``REQUESTS_CA_BUNDLE`` (requests alone would let it override).
+    """
 
     sleep: Callable[[float], None] = staticmethod(time.sleep)
 
@@ -237,9 +372,11 @@ class Transport(_RetryingTransport):
         auth: requests.auth.AuthBase,
         settings: TransportSettings,
         session: requests.Session | None = None,
+        verify: bool | str | None = None,
     ) -> None:
         super().__init__(vendor, base_url, auth, settings)
         self.session = session or requests.Session()
+        self.verify = resolve_ca_bundle(verify)
 
     def request(
         self,
@@ -270,6 +407,7 @@ class Transport(_RetryingTransport):
                     headers=headers,
                     auth=self.auth,
                     timeout=self.settings.timeout,
+                    verify=self.verify,
                 )
             except NETWORK_ERRORS as exc:
                 delay = self._delay_or_raise(method, path, attempt, status=None, body=self._network_failure(exc))
@@ -295,7 +433,10 @@ class Transport(_RetryingTransport):
 
 
 class AsyncTransport(_RetryingTransport):
-    """Asynchronous transport over an ``httpx.AsyncClient`` owned by the caller."""
+    """Asynchronous transport over an ``httpx.AsyncClient`` owned by the caller.
+
+    Build that client with ``verify=ssl_verify(...)`` so it trusts the same CAs as :class:`Transport`.
+    """
 
     sleep: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
 

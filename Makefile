@@ -3,14 +3,20 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# Pinned versions derived from a venv at that Airflow version (see each file's header); CONSTRAINTS= disables.
+CONSTRAINTS ?= constraints/constraints-3.3.txt
+CONSTRAINT_ARG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+FLOOR_AIRFLOW ?= 3.2.0
+FLOOR_VENV ?= .venv-floor
+UNIT_TESTS := tests/hooks tests/operators tests/sensors tests/triggers
 
-.PHONY: install test lint demo sandbox bench chaos screenshots clean
+.PHONY: install test lint demo sandbox bench chaos screenshots clean dist check-wheel test-matrix constraints
 
 # The sandbox is its own distribution (sandbox/), installed from this checkout, never from an index.
 $(INSTALLED): pyproject.toml sandbox/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]" -e ./sandbox
+	$(BIN)/python -m pip install --quiet $(CONSTRAINT_ARG) -e ".[test]" -e ./sandbox
 	@touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -44,5 +50,31 @@ screenshots: install
 	$(BIN)/python -m pip install --quiet -e ".[test,screenshots]" -e ./sandbox
 	$(BIN)/python docs/screenshots.py
 
+# Wheel + sdist into dist/, their metadata and contents checked, then the wheel alone in a fresh venv.
+dist: install
+	$(BIN)/python -m pip install --quiet $(CONSTRAINT_ARG) -e ".[test,release]" -e ./sandbox
+	rm -rf dist && $(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/check-wheel-contents dist/*.whl
+	$(MAKE) check-wheel
+
+# The built wheel installed alone in a fresh venv: imports, `airflow providers list` shows it, no sandbox.
+check-wheel: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests/test_packaging.py
+
+# Unit tests at the declared Airflow floor ($(FLOOR_AIRFLOW), in $(FLOOR_VENV)) and at the newest 3.3.x (.venv).
+test-matrix: install
+	@test -x $(FLOOR_VENV)/bin/python || $(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -c constraints/constraints-3.2.txt \
+		"apache-airflow==$(FLOOR_AIRFLOW)" ".[test]" ./sandbox
+	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not e2e and not chaos" $(UNIT_TESTS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not chaos" $(UNIT_TESTS)
+
+# Regenerate constraints/constraints-3.3.txt from .venv (re-create it first for a clean freeze).
+constraints: install
+	{ head -3 constraints/constraints-3.3.txt; $(BIN)/python -m pip freeze --exclude-editable \
+		| grep -viE '^(airflow-provider-rewards|rewards-sandbox|build|twine|check-wheel-contents)=='; } > constraints/.new
+	mv constraints/.new constraints/constraints-3.3.txt
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf $(FLOOR_VENV) $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

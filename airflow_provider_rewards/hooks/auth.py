@@ -9,7 +9,7 @@
 
 Neither class exposes its secret through ``repr`` or ``str``. Credentials (login and secret) have
 leading and trailing whitespace stripped; one holding an inner non-printable character (a newline,
-a tab) is refused without quoting it. The login is scrubbed too unless it is a UUID, since a login
+a tab) is refused without quoting it. A login that :func:`looks_like_secret` is scrubbed and hidden too, since a login
 and password saved swapped would put the secret in the login, which Airflow does not mask.
 """
 
@@ -44,12 +44,13 @@ def clean_credential(value: str, label: str) -> str:
     return cleaned
 
 
-def _is_uuid(value: str) -> bool:
+def looks_like_secret(login: str) -> bool:
+    """True for a login that may be a secret saved in the wrong field: 12+ characters and not a UUID."""
     try:
-        uuid.UUID(value)
+        uuid.UUID(login.strip())
     except ValueError:
-        return False
-    return True
+        return len(login.strip()) >= 12
+    return False
 
 
 def epoch_millis() -> int:
@@ -67,7 +68,7 @@ class ThanxAuth(requests.auth.AuthBase, httpx.Auth):
     """Thanx Partner API headers: bearer token, client id, API version, JSON, user agent."""
 
     def __init__(self, client_id: str, access_token: str) -> None:
-        self.secrets: tuple[str, ...] = (access_token, client_id)
+        self.secrets: tuple[str, ...] = (access_token, client_id) if looks_like_secret(client_id) else (access_token,)
         client_id = clean_credential(client_id, "Thanx Client ID (connection login)")
         access_token = clean_credential(access_token, "Thanx Access Token (connection password)")
         self._headers = {
@@ -87,7 +88,8 @@ class ThanxAuth(requests.auth.AuthBase, httpx.Auth):
         yield request
 
     def __repr__(self) -> str:
-        return "ThanxAuth(client_id=***, access_token=***)"
+        client_id = self._headers["X-ClientId"]
+        return f"ThanxAuth(client_id={'***' if looks_like_secret(client_id) else repr(client_id)}, access_token=***)"
 
 
 class HPGamesSignatureAuth(requests.auth.AuthBase):
@@ -99,7 +101,7 @@ class HPGamesSignatureAuth(requests.auth.AuthBase):
     """
 
     def __init__(self, merchant_id: str, secret: str) -> None:
-        self.secrets: tuple[str, ...] = (secret,) if _is_uuid(merchant_id.strip()) else (secret, merchant_id)
+        self.secrets: tuple[str, ...] = (secret, merchant_id) if looks_like_secret(merchant_id) else (secret,)
         self.merchant_id = clean_credential(merchant_id, "HPGames Merchant ID (connection login)")
         self._secret = clean_credential(secret, "HPGames Secret key (connection password)")
 
@@ -126,5 +128,5 @@ class HPGamesSignatureAuth(requests.auth.AuthBase):
         return request
 
     def __repr__(self) -> str:
-        shown = repr(self.merchant_id) if _is_uuid(self.merchant_id) else "***"
+        shown = "***" if looks_like_secret(self.merchant_id) else repr(self.merchant_id)
         return f"HPGamesSignatureAuth(merchant_id={shown}, secret=***)"

@@ -123,4 +123,7 @@ def test_a_login_that_looks_like_a_secret_is_never_shown():
     swapped = HPGamesSignatureAuth("hpgames-secret-in-login", R1)
     assert "secret-in-login" not in repr(swapped)
     assert scrub("merchant hpgames-secret-in-login unknown", swapped.secrets) == "merchant *** unknown"
-    assert "client-token" not in repr(ThanxAuth("client-token", "t"))
+    assert "client-token-abcdef" not in repr(ThanxAuth("client-token-abcdef", "t"))
+    assert (
+        scrub("Thanx API GET /partner/scopes", ThanxAuth("c", THANX_TOKEN).secrets) == "Thanx API GET /partner/scopes"
+    )

@@ -63,8 +63,10 @@ class RewardsApiError(RewardsError):
 
     @property
     def is_client_error(self) -> bool:
-        """True for a 4xx answer: the request itself was refused and retrying will not help."""
-        return self.status_code is not None and 400 <= self.status_code < 500
+        """True for a 4xx, or a 2xx carrying a vendor error code: the request was refused; a retry won't help."""
+        if self.status_code is None:
+            return False
+        return 400 <= self.status_code < 500 or (self.status_code < 400 and self.vendor_code is not None)
 
 
 class RewardsJobStateError(RewardsError):

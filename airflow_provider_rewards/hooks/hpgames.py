@@ -117,7 +117,7 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
             raise RewardsConnectionConfigError(
                 conn.conn_id,
                 "login (Merchant ID)",
-                f"must be the UUID HPGames issued (like {UUID_EXAMPLE}), got {merchant_id!r}",
+                f"must be the UUID HPGames issued (like {UUID_EXAMPLE}) (value not shown: it may be the secret)",
             ) from None
         return HPGamesConfig(
             base_url=base_url_from(conn, default=None),

@@ -10,10 +10,8 @@ ten minutes). Exactly one event is yielded.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
-from functools import cache
 from typing import Any
 
 import httpx
@@ -28,6 +26,7 @@ from airflow_provider_rewards.hooks.thanx import (
     observe_job,
     summarize_job,
 )
+from airflow_provider_rewards.hooks.transport import ssl_verify
 
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 10
 MAX_POLL_BACKOFF = 600.0
@@ -38,12 +37,6 @@ SERIALIZED_ARGUMENTS = (
     *("issuance_job_id", "merchant_id", "thanx_conn_id", "target_states", "waiting_states"),
     *("poll_interval", "end_time", "max_consecutive_failures"),
 )
-
-
-@cache
-def _ssl_context() -> ssl.SSLContext:
-    """One verified TLS context for every trigger in the process (building one per client is costly)."""
-    return ssl.create_default_context()
 
 
 class ThanxIssuanceJobTrigger(BaseTrigger):
@@ -110,7 +103,7 @@ class ThanxIssuanceJobTrigger(BaseTrigger):
         close and reopen it at every poll of any interval over 5 s, at 1.3-1.5x the CPU per poll.
         """
         limits = httpx.Limits(max_connections=1, keepalive_expiry=self.poll_interval + KEEPALIVE_MARGIN)
-        return httpx.AsyncClient(verify=_ssl_context(), limits=limits)
+        return httpx.AsyncClient(verify=ssl_verify(), limits=limits)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:

@@ -159,3 +159,27 @@ def test_vendor_error_is_exposed_on_the_exception(hpgames_conn, requests_mock):
         True,
     )
     assert error.path == "/api/v1/integration/rewards/bulkCancel"
+
+
+def test_swapped_login_and_secret_never_quote_the_login(monkeypatch):
+    set_connection(
+        monkeypatch,
+        "hpgames_swapped",
+        conn_type="hpgames",
+        host="https://h.test",
+        login=HPGAMES_SECRET,
+        password=HPGAMES_MERCHANT,
+    )
+    with pytest.raises(RewardsConnectionConfigError) as info:
+        HPGamesHook("hpgames_swapped").read_rewards()
+    assert "login (Merchant ID)" in str(info.value)
+    assert HPGAMES_SECRET not in str(info.value)
+
+
+def test_a_200_with_an_error_code_is_a_client_error_not_a_transient_one(hpgames_conn, requests_mock):
+    requests_mock.post(f"{REWARDS_URL}/bulkCancel", status_code=200, json={"errorCode": 1003, "errorText": "bad ids"})
+    with pytest.raises(RewardsApiError) as info:
+        HPGamesHook().bulk_cancel_rewards(reward_ids=[R1])
+    error = info.value
+    assert (error.status_code, error.vendor_code, error.is_client_error) == (200, "1003", True)
+    assert requests_mock.call_count == 1

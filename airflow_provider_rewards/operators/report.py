@@ -29,7 +29,7 @@ import requests
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError
+from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError, RewardsInputError
 from airflow_provider_rewards.hooks.hpgames import REWARDS_PATH, HPGamesHook, check_id
 from airflow_provider_rewards.hooks.thanx import ThanxHook
 from airflow_provider_rewards.hooks.transport import scrub, vendor_error
@@ -305,14 +305,32 @@ class RewardsTeardownReportOperator(RewardsBaseOperator):
         if fail_on_unverifiable is not None and not isinstance(fail_on_unverifiable, bool):
             raise TypeError(f"fail_on_unverifiable must be True, False or None, got {fail_on_unverifiable!r}")
 
-    def targets(self) -> TeardownTargets:
-        """The rendered targets, validated."""
-        return TeardownTargets.parse(
-            self.issuance_job_ids, self.reward_ids, self.external_ids, self.player_ids, self.reward_configuration_id
-        )
+    def targets(self) -> tuple[TeardownTargets, dict[str, str]]:
+        """The rendered targets, validated, and the fields holding ids that failed validation (with why).
+
+        An invalid id was refused by the cancel task as well, so it is never counted as torn down: the valid
+        ids of the field are still read back, and the report fails naming the invalid ones."""
+        lists = {
+            "issuance_job_ids": self.issuance_job_ids,
+            "reward_ids": self.reward_ids,
+            "external_ids": self.external_ids,
+            "player_ids": self.player_ids,
+        }
+        kept: dict[str, tuple[str, ...]] = {}
+        invalid: dict[str, str] = {}
+        for name, value in lists.items():
+            try:
+                kept[name] = getattr(TeardownTargets.parse(**{name: value}), name)
+            except RewardsInputError as error:
+                invalid[name] = str(error)
+                kept[name] = (
+                    tuple(item for item in value or () if _valid(name, item)) if isinstance(value, list) else ()
+                )
+        config = TeardownTargets.parse(reward_configuration_id=self.reward_configuration_id).reward_configuration_id
+        return TeardownTargets(**kept, reward_configuration_id=config), invalid
 
     def execute(self, context: Context) -> dict[str, Any]:
-        targets, dry_run = self.targets(), parse_bool(self.dry_run, "dry_run")
+        (targets, invalid), dry_run = self.targets(), parse_bool(self.dry_run, "dry_run")
         merchant = self.thanx_merchant_id or None
         not_verified: dict[str, str] = {}  # what could not be read back, and why: never counted as done
         jobs_left: dict[str, str] = {}
@@ -348,6 +366,8 @@ class RewardsTeardownReportOperator(RewardsBaseOperator):
         }
         if not_verified:
             report["not_verified"] = not_verified
+        if invalid:
+            report["invalid_targets"] = invalid
         failed_tasks = self.failed_tasks(context)
         also_failed = f". {failed_tasks}" if failed_tasks else ""
         if not_verified:  # possibly transient: a normal failure, so Airflow retries the task and reads again
@@ -356,7 +376,7 @@ class RewardsTeardownReportOperator(RewardsBaseOperator):
             self.log.info(
                 "Dry run: would tear down %d jobs, %d live rewards: %s", len(jobs_left), len(rewards_left), report
             )
-        elif jobs_left or rewards_left:
+        elif jobs_left or rewards_left or invalid:
             raise AirflowFailException(f"Teardown incomplete: {report}{also_failed}")
         elif unverifiable and self.unverifiable_fails(context, targets):
             raise AirflowFailException(
@@ -399,3 +419,12 @@ class RewardsTeardownReportOperator(RewardsBaseOperator):
             return ""
         failed = ti.get_ti_count(ti.dag_id, run_ids=[ti.run_id], states=["failed"])
         return f"{failed} task instance(s) of this run failed; see their logs" if failed else ""
+
+
+def _valid(field: str, item: object) -> bool:
+    """Whether one id of ``field`` passes the rule :meth:`TeardownTargets.parse` applies to it."""
+    try:
+        TeardownTargets.parse(**{field: [item]})
+    except RewardsInputError:
+        return False
+    return True

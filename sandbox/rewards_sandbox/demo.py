@@ -229,11 +229,13 @@ def targeted_rewards(before: Mapping[str, Any], targets: Targets, hpgames_mercha
     sandbox's records (which know each reward's external id)."""
     from airflow_provider_rewards.operators.report import TeardownTargets
 
-    rule = TeardownTargets.parse(
-        reward_ids=list(targets.hpgames_reward_ids),
-        external_ids=list(targets.hpgames_external_reward_ids),
-        player_ids=list(targets.hpgames_player_ids),
-        reward_configuration_id=targets.reward_configuration_id,
+    # Built unvalidated on purpose: a test may name ids the provider refuses (they then match no record).
+    rule = TeardownTargets(
+        issuance_job_ids=(),
+        reward_ids=tuple(str(rid).lower() for rid in targets.hpgames_reward_ids),
+        external_ids=tuple(targets.hpgames_external_reward_ids),
+        player_ids=tuple(targets.hpgames_player_ids),
+        reward_configuration_id=targets.reward_configuration_id or None,
     )
     rewards = {rid: r for (m, rid), r in _rewards(before).items() if m == hpgames_merchant_id}
     return {rid for rid, reward in rewards.items() if rule.targets_reward(reward)}

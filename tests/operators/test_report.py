@@ -245,10 +245,15 @@ def test_a_failed_task_fails_the_run_even_when_nothing_is_left(requests_mock):
     assert ti.counted == [{"dag_id": "teardown", "run_ids": ["manual__1"], "states": ["failed"]}]
 
 
-def test_bad_targets_are_refused_naming_the_field(requests_mock):
-    with pytest.raises(RewardsError, match="reward_ids"):
-        run(reward_ids=["not-a-uuid"])
-    assert requests_mock.request_history == []
+def test_bad_targets_fail_the_report_naming_the_field_and_the_valid_ones_are_still_read(requests_mock):
+    """An id the cancel task refused is never counted as done; the valid ids next to it are still checked."""
+    answer_jobs(requests_mock, job_a="revoked")
+    with pytest.raises(AirflowFailException, match="Teardown incomplete") as info:
+        run(issuance_job_ids=["job_a", "job_b\u202e"], reward_ids=["not-a-uuid"])
+    assert "'invalid_targets'" in str(info.value)
+    assert "reward_ids[0] must be a UUID" in str(info.value)
+    assert "issuance_job_ids" in str(info.value)
+    assert [request.path for request in requests_mock.request_history] == ["/partner/issuance_jobs/job_a"]
 
 
 def test_targeting_rule_shared_with_the_demo():

@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from airflow_provider_rewards.exceptions import RewardsApiError
 from airflow_provider_rewards.hooks.auth import ThanxAuth
 from airflow_provider_rewards.hooks.transport import AsyncTransport, Transport, TransportSettings, ssl_verify
+from airflow_provider_rewards.triggers.thanx import ThanxIssuanceJobTrigger
 
 NO_RETRY = TransportSettings(max_retries=0)
 
@@ -122,3 +123,13 @@ async def test_an_explicit_verify_wins_over_the_environment(private_ca_server, c
     assert sync_scopes(base_url, verify=str(ca_file)) == {"scopes": ["rewards.issue"]}
     assert await async_scopes(base_url, verify=str(ca_file)) == {"scopes": ["rewards.issue"]}
     assert ssl_verify(False) is False
+
+
+async def test_the_triggers_own_client_trusts_the_ca_bundle_the_hook_trusts(private_ca_server, ca_environment):
+    """The deferred wait uses the client the trigger builds, not a test's: it must see REQUESTS_CA_BUNDLE too."""
+    base_url, ca_file = private_ca_server
+    ca_environment.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    trigger = ThanxIssuanceJobTrigger(issuance_job_id="job_1", merchant_id="m", thanx_conn_id="thanx_default")
+    async with trigger._client() as client:
+        response = await client.get(f"{base_url}/partner/scopes")
+    assert response.json() == {"scopes": ["rewards.issue"]}

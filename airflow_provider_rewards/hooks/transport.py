@@ -261,7 +261,7 @@ class _RetryingTransport:
         self.settings = settings
         self._secrets: tuple[str, ...] = getattr(auth, "secrets", ())
 
-    def _error(
+    def api_error(
         self, method: str, path: str, status: int | None, body: str, attempts: int, code: str | None = None
     ) -> RewardsApiError:
         """The error for this answer, its code and message scrubbed of secrets before and after JSON decoding."""
@@ -293,12 +293,12 @@ class _RetryingTransport:
     ) -> float:
         """Return how long to wait before the next attempt, or raise the error if there is none."""
         if status is not None and status not in RETRYABLE_STATUSES:
-            raise self._error(method, path, status, body, attempt)
+            raise self.api_error(method, path, status, body, attempt)
         if attempt > self.settings.max_retries:
-            raise self._error(method, path, status, body, attempt)
+            raise self.api_error(method, path, status, body, attempt)
         asked = parse_retry_after(retry_after)
         if asked is not None and asked > self.settings.retry_after_max:
-            raise self._error(
+            raise self.api_error(
                 method, path, status, f"{body} (Retry-After {asked:.0f}s exceeds retry_after_max)", attempt
             )
         delay = asked if asked is not None else self.settings.backoff_delay(attempt)
@@ -332,7 +332,7 @@ class _RetryingTransport:
                 return None  # not JSON: request_json reports that
             if refused is None:
                 return None
-            raise self._error(method, path, response.status_code, response.text, attempt, refused)
+            raise self.api_error(method, path, response.status_code, response.text, attempt, refused)
         return self._delay_or_raise(
             method,
             path,
@@ -349,7 +349,9 @@ class _RetryingTransport:
         try:
             return response.json()
         except ValueError:
-            raise self._error(method, path, response.status_code, f"response is not JSON: {response.text}", 1) from None
+            raise self.api_error(
+                method, path, response.status_code, f"response is not JSON: {response.text}", 1
+            ) from None
 
     @staticmethod
     def _network_failure(exc: Exception) -> str:

@@ -32,7 +32,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError, RewardsInputError
 from airflow_provider_rewards.hooks.hpgames import REWARDS_PATH, HPGamesHook, check_id
 from airflow_provider_rewards.hooks.thanx import ThanxHook
-from airflow_provider_rewards.hooks.transport import scrub, vendor_error
+from airflow_provider_rewards.hooks.transport import vendor_refusal_code
 from airflow_provider_rewards.operators._base import RewardsBaseOperator
 from airflow_provider_rewards.utils.batching import SUMMARY_XCOM_KEY
 from airflow_provider_rewards.utils.json_stream import JsonStreamError, iter_array_objects
@@ -165,13 +165,9 @@ def stream_rewards(hook: HPGamesHook, filters: Mapping[str, str]) -> Iterator[di
     """
     path = f"{REWARDS_PATH}/readAll"
     transport = hook.transport
-    secrets: tuple[str, ...] = getattr(transport.auth, "secrets", ())
 
-    def failure(status: int | None, body: str) -> RewardsApiError:
-        code, message = vendor_error(scrub(body, secrets))
-        return RewardsApiError(
-            vendor="HPGames", method="POST", path=path, status_code=status, vendor_code=code, vendor_message=message
-        )
+    def failure(status: int | None, body: str, code: str | None = None) -> RewardsApiError:
+        return transport.api_error("POST", path, status, body, 1, code)  # scrubbed before and after decoding
 
     try:
         response = transport.session.request(
@@ -190,8 +186,9 @@ def stream_rewards(hook: HPGamesHook, filters: Mapping[str, str]) -> Iterator[di
             raise failure(response.status_code, response.text[:2000])
         try:
             for item in iter_array_objects(_chunks(response.iter_content(STREAM_CHUNK_BYTES))):
-                if item.get("errorCode") not in (None, 0, "0"):
-                    raise failure(response.status_code, json.dumps(item)[:2000])
+                refused = vendor_refusal_code(item)
+                if refused is not None:
+                    raise failure(response.status_code, json.dumps(item)[:2000], refused)
                 yield item
         except JsonStreamError as error:
             body = json.dumps(error.value) if error.value is not None else f"unreadable readAll answer: {error}"

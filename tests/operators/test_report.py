@@ -222,6 +222,19 @@ def test_secrets_never_reach_the_error(requests_mock, hpgames_conn):
     assert HPGAMES_SECRET not in str(info.value)
 
 
+def test_a_json_escaped_echo_of_the_secret_is_scrubbed_after_decoding(requests_mock, hpgames_conn):
+    """The read-back's errors come from the transport's one error builder, which scrubs every echoed form."""
+    from tests.conftest import HPGAMES_SECRET
+
+    escaped = "".join(f"\\u{ord(char):04x}" for char in HPGAMES_SECRET)
+    body = '{"errorCode": 1001, "errorText": "bad hash for secret ' + escaped + '"}'
+    requests_mock.post(READ_ALL, status_code=401, text=body)
+    with pytest.raises(RewardsError) as info:
+        run(reward_ids=[ID_1])
+    assert "bad hash for secret" in str(info.value)
+    assert HPGAMES_SECRET not in str(info.value)
+
+
 def test_requests_are_signed_by_the_hook_auth(requests_mock):
     requests_mock.post(READ_ALL, json=[])
     run(reward_ids=[ID_1])

@@ -243,7 +243,8 @@ class RewardsTeardownReportOperator(RewardsBaseOperator):
     :param fail_on_unverifiable: whether external ids that cannot be read back fail the run. ``None``
         (default): only when that task did not record every one of them as cancelled.
     :param dry_run: list what is left and never fail over it (templated).
-    :param thanx_conn_id: connection of type ``thanx``. :param hpgames_conn_id: of type ``hpgames``.
+    :param thanx_conn_id: connection of type ``thanx``.
+    :param hpgames_conn_id: connection of type ``hpgames``.
 
     Runs with ``trigger_rule="all_done"``. With no targets it logs that and succeeds. A read that
     fails (API error, 200 + ``errorCode``, truncated body) lists the item under ``not_verified`` and

@@ -260,6 +260,8 @@ class _RetryingTransport:
         self.auth = auth
         self.settings = settings
         self._secrets: tuple[str, ...] = getattr(auth, "secrets", ())
+        #: Every 429 answer seen by this transport, retried or not.
+        self.throttle_count = 0
 
     def api_error(
         self, method: str, path: str, status: int | None, body: str, attempts: int, code: str | None = None
@@ -316,15 +318,24 @@ class _RetryingTransport:
         return delay
 
     def _delay_after(
-        self, method: str, path: str, attempt: int, response: requests.Response | httpx.Response
+        self,
+        method: str,
+        path: str,
+        attempt: int,
+        response: requests.Response | httpx.Response,
+        *,
+        streamed: bool = False,
     ) -> float | None:
         """``None`` for a success; otherwise the delay before the next attempt, or the error raised.
 
         Success is a 2xx/3xx whose body is not a JSON object with a non-zero ``errorCode``; such a
-        refusal raises at once, as a 4xx does.
+        refusal raises at once, as a 4xx does. A ``streamed`` success is not read (nor checked for
+        ``errorCode``): its caller reads it. Every 429 counts in :attr:`throttle_count`.
         """
+        if response.status_code == 429:
+            self.throttle_count += 1
         if response.status_code < 400:
-            if b"errorCode" not in response.content:
+            if streamed or b"errorCode" not in response.content:
                 return None
             try:
                 refused = vendor_refusal_code(response.json())
@@ -387,10 +398,14 @@ class Transport(_RetryingTransport):
         *,
         params: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
         """Send a request, retrying transient failures; return a 2xx/3xx response or raise.
 
         ``json_body`` is serialized once (compact, UTF-8); every attempt sends those same bytes.
+        With ``stream=True`` the 2xx/3xx is returned with its body unread (the caller reads and
+        closes it; a ``errorCode`` refusal in it is the caller's to detect); error answers are read,
+        retried and mapped as without streaming.
         """
         data = None
         if json_body is not None:
@@ -410,13 +425,19 @@ class Transport(_RetryingTransport):
                     auth=self.auth,
                     timeout=self.settings.timeout,
                     verify=self.verify,
+                    stream=stream,
                 )
             except NETWORK_ERRORS as exc:
                 delay = self._delay_or_raise(method, path, attempt, status=None, body=self._network_failure(exc))
             else:
-                delay = self._delay_after(method, path, attempt, response)
+                try:
+                    delay = self._delay_after(method, path, attempt, response, streamed=stream)
+                except BaseException:
+                    response.close()
+                    raise
                 if delay is None:
                     return response
+                response.close()
             self.sleep(delay)
 
     def request_json(

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 
+import httpx
 import pytest
 import requests
 
@@ -10,7 +13,7 @@ from airflow_provider_rewards.exceptions import RewardsApiError
 from airflow_provider_rewards.hooks.auth import hpgames_signature
 from airflow_provider_rewards.hooks.hpgames import HPGamesHook
 from airflow_provider_rewards.hooks.thanx import ThanxHook
-from airflow_provider_rewards.hooks.transport import TransportSettings, parse_retry_after, vendor_error
+from airflow_provider_rewards.hooks.transport import AsyncTransport, TransportSettings, parse_retry_after, vendor_error
 from tests.conftest import HPGAMES_SECRET, REWARDS_URL, THANX_TOKEN, THANX_URL
 
 SCOPES_URL = f"{THANX_URL}/partner/scopes"
@@ -166,3 +169,69 @@ def test_backoff_grows_exponentially_and_is_capped():
     settings = TransportSettings(retry_backoff=1, retry_backoff_max=10)
     for retry, (low, high) in {1: (0.5, 1), 2: (1, 2), 3: (2, 4), 4: (4, 8), 5: (5, 10), 9: (5, 10)}.items():
         assert all(low <= settings.backoff_delay(retry) <= high for _ in range(50)), retry
+
+
+class RecordingBody(io.BytesIO):
+    """A response body that records whether anything read it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads = 0
+
+    def read(self, *args: object, **kwargs: object) -> bytes:
+        self.reads += 1
+        return super().read(*args, **kwargs)
+
+
+def test_streamed_success_is_returned_unread_even_with_an_error_code(thanx_conn, requests_mock):
+    body = RecordingBody(b'{"errorCode": 1005}')
+    requests_mock.get(SCOPES_URL, body=body, status_code=200)
+    response = ThanxHook().transport.request("GET", "/partner/scopes", stream=True)
+    assert body.reads == 0
+    assert response.raw.read() == b'{"errorCode": 1005}'
+    response.close()
+
+
+def test_streamed_errors_are_read_retried_and_mapped_as_without_streaming(thanx_conn, requests_mock, sleeps):
+    retried = RecordingBody(b"busy")
+    requests_mock.get(
+        SCOPES_URL,
+        [
+            {"status_code": 503, "body": retried},
+            {"status_code": 404, "json": {"code": "RESOURCE_NOT_FOUND", "message": "No job"}},
+        ],
+    )
+    with pytest.raises(RewardsApiError, match=r"HTTP 404 \(RESOURCE_NOT_FOUND: No job\)"):
+        ThanxHook().transport.request("GET", "/partner/scopes", stream=True)
+    assert retried.reads > 0
+    assert requests_mock.call_count == 2
+    assert len(sleeps) == 1
+    assert all(r.stream for r in requests_mock.request_history)
+
+
+def test_streamed_request_sends_the_resolved_verify(thanx_conn, requests_mock, monkeypatch, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    requests_mock.get(SCOPES_URL, **SCOPES)
+    ThanxHook().transport.request("GET", "/partner/scopes", stream=True).close()
+    assert requests_mock.last_request.verify == str(bundle)
+
+
+def test_throttle_count_counts_every_429_retried_or_not(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(SCOPES_URL, [{"status_code": 429}, {"status_code": 503}, {"status_code": 429}, SCOPES])
+    hook = ThanxHook(max_retries=1)
+    with pytest.raises(RewardsApiError):
+        hook.get_scopes()
+    assert hook.transport.throttle_count == 1
+    hook.get_scopes()  # a new request: 429, then its one retry succeeds
+    assert hook.transport.throttle_count == 2
+
+
+def test_async_throttle_count_counts_every_429(sleeps):
+    answers = iter([httpx.Response(429), httpx.Response(429), httpx.Response(200, json={})])
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: next(answers)))
+    transport = AsyncTransport("Thanx", THANX_URL, None, TransportSettings(), client)
+    assert asyncio.run(transport.request_json("GET", "/partner/scopes")) == {}
+    assert transport.throttle_count == 2
+    assert len(sleeps) == 2

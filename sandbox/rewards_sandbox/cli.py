@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add the undocumented externalId to rewards/readAll items (the vendor documents none)",
     )
+    parser.add_argument(
+        "--accept-unknown-ids",
+        action="store_true",
+        help="answer cancel/bulkCancel of ids the sandbox does not hold as a no-op 200 instead of a 404 "
+        "(a sink for benchmarks at millions of ids; nothing is stored)",
+    )
     return parser
 
 
@@ -142,6 +148,7 @@ def config_from_args(args: argparse.Namespace, seed: Mapping[str, Any]) -> Sandb
         error_200_actions=args.error_200_for,
         now_ms=args.now_ms,
         read_all_external_id=args.read_all_external_id,
+        accept_unknown_ids=args.accept_unknown_ids,
     )
 
 

@@ -138,6 +138,9 @@ class SandboxConfig:
     log_bodies: bool = False
     #: Add the undocumented ``externalId`` to readAll items (the vendor's documented item has none).
     read_all_external_id: bool = False
+    #: Answer cancels of ids the sandbox does not hold as done (a no-op 200) instead of a 404, so a
+    #: benchmark can send millions of ids without seeding them ("sink" mode; nothing is stored).
+    accept_unknown_ids: bool = False
 
     def __post_init__(self) -> None:
         check_fault_rate(self.fault_rate)

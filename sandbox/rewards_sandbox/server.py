@@ -100,6 +100,7 @@ class SandboxServer:
             clock=self.clock,
             already_cancelled=self.config.already_cancelled,
             read_all_external_id=self.config.read_all_external_id,
+            accept_unknown_ids=self.config.accept_unknown_ids,
         )
         self._fault_lock = threading.Lock()
         self._fault_rate = self.config.fault_rate

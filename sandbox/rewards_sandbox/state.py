@@ -69,6 +69,7 @@ class SandboxState:
         clock: Callable[[], float] = time.time,
         already_cancelled: str = "ok",
         read_all_external_id: bool = False,
+        accept_unknown_ids: bool = False,
     ) -> None:
         self._seed = seed if isinstance(seed, Seed) else parse_seed(seed)
         self.revoke_seconds = revoke_seconds
@@ -77,6 +78,8 @@ class SandboxState:
         self.already_cancelled = check_already_cancelled(already_cancelled)
         #: Add the undocumented ``externalId`` to readAll items.
         self.read_all_external_id = read_all_external_id
+        #: Cancels of unknown ids are no-ops instead of 404s (benchmark sink).
+        self.accept_unknown_ids = accept_unknown_ids
         self._clock = clock
         self._lock = threading.RLock()
         self.reset()
@@ -328,6 +331,7 @@ class SandboxState:
         The first unknown item is a 404 and the first CLOSED/EXPIRED one a 409 (in list order);
         then nothing changes. Already CANCELLED rewards are left as they are, unless
         ``already_cancelled`` is "refuse": then the first of them is a 409 and nothing changes.
+        With ``accept_unknown_ids`` an unknown item is skipped instead (nothing is stored for it).
         """
         refuse_cancelled = self.already_cancelled == "refuse"
         refs = [("id", r, r, None) for r in reward_ids] + [("externalId", e, None, e) for e in external_ids]
@@ -335,6 +339,8 @@ class SandboxState:
             targets = []
             for kind, value, rid, ext in refs:
                 reward = self._find_reward(merchant_id, rid, ext)
+                if reward is None and self.accept_unknown_ids:
+                    continue
                 if reward is None:
                     raise HpgError(404, HpgErrorCode.NOT_FOUND, f"Reward with {kind} {value} not found")
                 if reward.status == CANCELLED and refuse_cancelled:

@@ -321,3 +321,20 @@ def test_rate_limited_requests_do_not_draw_faults():
     assert len(limited) == 6
     assert limited == admitted_faults(limit_first=False)[:6]
     assert set(limited) == {None, "500"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Unknown ids accepted (the benchmarks' sink)
+# ---------------------------------------------------------------------------------------------
+def test_unknown_ids_are_a_404_unless_accepted(client, make_client):
+    unknown = "9e999999-0000-4000-8000-000000000001"
+    assert_error(client.hpg("bulkCancel", {"ids": [unknown, LIVE[0]]}), 404, HpgErrorCode.NOT_FOUND)
+    assert client.reward_statuses()[LIVE[0]] == "IN_PROGRESS"
+    sink = make_client(accept_unknown_ids=True)
+    before = sink.reward_statuses()
+    assert_ok_empty(sink.hpg("bulkCancel", {"ids": [unknown, LIVE[0]]}))
+    assert_ok_empty(sink.hpg("bulkCancel", {"externalIds": ["ext-never-seeded"]}))
+    after = sink.reward_statuses()
+    assert unknown not in after  # nothing stored for it
+    assert after == {**before, LIVE[0]: "CANCELLED"}
+    assert config_from_args(build_parser().parse_args(["--accept-unknown-ids"]), {}).accept_unknown_ids

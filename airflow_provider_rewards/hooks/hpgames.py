@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+import requests
 from airflow.sdk import Connection
 
-from airflow_provider_rewards.exceptions import RewardsConnectionConfigError, RewardsInputError
+from airflow_provider_rewards.exceptions import RewardsApiError, RewardsConnectionConfigError, RewardsInputError
 from airflow_provider_rewards.hooks.auth import HPGamesSignatureAuth
 from airflow_provider_rewards.hooks.base import RewardsBaseHook, base_url_from, required_field
-from airflow_provider_rewards.hooks.transport import TransportSettings
+from airflow_provider_rewards.hooks.transport import TransportSettings, vendor_refusal_code
+from airflow_provider_rewards.utils.json_stream import JsonStreamError, iter_array_objects
 from airflow_provider_rewards.utils.validation import (
     UUID_EXAMPLE,
     at_most_one,
@@ -24,6 +27,7 @@ from airflow_provider_rewards.utils.validation import (
 REWARDS_PATH = "/api/v1/integration/rewards"
 REWARD_STATUSES = ("IN_PROGRESS", "CLOSED", "EXPIRED", "CANCELLED")
 CONNECTION_TEST_PLAYER = "airflow-connection-test"
+STREAM_CHUNK_BYTES = 64 * 1024
 #: The check of each single-id argument: HPGames ids are UUIDs, external and player ids free text.
 ID_CHECKS: dict[str, Callable[[object, str], str]] = {
     "reward_id": require_uuid,
@@ -82,14 +86,30 @@ class HPGamesConfig:
     settings: TransportSettings = field(default_factory=TransportSettings)
 
 
-def _flatten(rows: Any) -> list[Reward]:
-    """readAll's documented example is a nested array (``[[{...}]]``); accept flat or nested."""
-    if not isinstance(rows, list):
-        return []
-    flat: list[Reward] = []
-    for row in rows:
-        flat.extend(_flatten(row) if isinstance(row, list) else [row] if isinstance(row, dict) else [])
-    return flat
+def readall_payload(
+    player_id: object = None,
+    reward_configuration_id: object = None,
+    external_reward_configuration_id: object = None,
+    status: object = None,
+) -> dict[str, Any]:
+    """The validated filter fields of a ``rewards/readAll`` request (``{}`` reads every reward)."""
+    payload: dict[str, Any] = {}
+    if player_id is not None:
+        payload["playerId"] = check_id("player_id", player_id)
+    payload.update(configuration_payload(reward_configuration_id, external_reward_configuration_id))
+    if status is not None:
+        if status not in REWARD_STATUSES:
+            raise RewardsInputError(f"status must be one of {', '.join(REWARD_STATUSES)}; got {status!r}")
+        payload["status"] = status
+    return payload
+
+
+def _network_errors_as_os_errors(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """``iter_content`` with requests' own streaming errors turned into :class:`OSError`."""
+    try:
+        yield from pieces
+    except requests.RequestException as error:
+        raise OSError(str(error)) from None
 
 
 class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
@@ -176,16 +196,55 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
         external_reward_configuration_id: str | None = None,
         status: str | None = None,
     ) -> list[Reward]:
-        """List rewards matching every given filter (``rewards/readAll``); no pagination is documented."""
-        payload: dict[str, Any] = {}
-        if player_id is not None:
-            payload["playerId"] = check_id("player_id", player_id)
-        payload.update(configuration_payload(reward_configuration_id, external_reward_configuration_id))
-        if status is not None:
-            if status not in REWARD_STATUSES:
-                raise RewardsInputError(f"status must be one of {', '.join(REWARD_STATUSES)}; got {status!r}")
-            payload["status"] = status
-        return _flatten(self._post("readAll", payload))
+        """List rewards matching every given filter (``rewards/readAll``); no pagination is documented.
+
+        The whole answer is held in memory: use :meth:`iter_rewards` for a merchant-wide read.
+        """
+        return list(
+            self.iter_rewards(
+                player_id=player_id,
+                reward_configuration_id=reward_configuration_id,
+                external_reward_configuration_id=external_reward_configuration_id,
+                status=status,
+            )
+        )
+
+    def iter_rewards(
+        self,
+        player_id: str | None = None,
+        reward_configuration_id: str | None = None,
+        external_reward_configuration_id: str | None = None,
+        status: str | None = None,
+    ) -> Iterator[Reward]:
+        """Stream ``rewards/readAll`` (filters as :meth:`read_rewards`), yielding items as they arrive.
+
+        Memory holds one item and one chunk, whatever the answer's size; flat or nested arrays are
+        accepted. Error answers are retried and mapped by the transport before the body is read. A body
+        that is not an array (such as 200 with ``errorCode``), an item with a non-zero ``errorCode``, a
+        truncated body or a connection broken mid-body raises :class:`RewardsApiError`: a half-read
+        stream cannot be resumed, so the caller retries the whole read.
+        """
+        payload = readall_payload(player_id, reward_configuration_id, external_reward_configuration_id, status)
+        path = f"{REWARDS_PATH}/readAll"
+        transport = self.transport
+        response = transport.request("POST", path, json_body=payload, stream=True)
+
+        def failure(body: str, code: str | None = None) -> RewardsApiError:
+            return transport.api_error("POST", path, response.status_code, body, 1, code)  # scrubbed
+
+        with response:
+            try:
+                for item in iter_array_objects(_network_errors_as_os_errors(response.iter_content(STREAM_CHUNK_BYTES))):
+                    refused = vendor_refusal_code(item)
+                    if refused is not None:
+                        raise failure(json.dumps(item)[:2000], refused)
+                    yield item  # type: ignore[misc]  # a readAll item: a JSON object
+            except JsonStreamError as error:
+                raise failure(
+                    json.dumps(error.value) if error.value is not None else f"unreadable readAll answer: {error}"
+                ) from None
+            except OSError as error:  # the connection broke mid-body
+                raise failure(f"{type(error).__name__}: {error}") from None
 
     def check_connection(self) -> str:
         self.read_rewards(player_id=CONNECTION_TEST_PLAYER)

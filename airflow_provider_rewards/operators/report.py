@@ -5,7 +5,7 @@ so it runs after a failed task too). :class:`TeardownTargets` holds the one rule
 targets; the ``make demo`` runner and the tests use the same rule.
 
 How rewards are read back: ``rewards/readAll`` documents no pagination, so its body is streamed
-(``response.iter_content``) through :func:`~airflow_provider_rewards.utils.json_stream.iter_array_objects`
+(:meth:`HPGamesHook.iter_rewards <airflow_provider_rewards.hooks.hpgames.HPGamesHook.iter_rewards>`)
 and only the targeted rewards' ids are kept. With reward ids or external ids targeted (or more than
 :data:`PER_PLAYER_QUERY_LIMIT` players) it is one request with ``status=IN_PROGRESS`` and no other
 filter; with players alone it is one request per player (``playerId``, ``status=IN_PROGRESS`` and the
@@ -20,27 +20,22 @@ listed under ``unverifiable`` with the reason, never as done.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import requests
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError, RewardsInputError
-from airflow_provider_rewards.hooks.hpgames import REWARDS_PATH, HPGamesHook, check_id
+from airflow_provider_rewards.exceptions import RewardsError, RewardsInputError
+from airflow_provider_rewards.hooks.hpgames import HPGamesHook, check_id
 from airflow_provider_rewards.hooks.thanx import ThanxHook
-from airflow_provider_rewards.hooks.transport import vendor_refusal_code
 from airflow_provider_rewards.operators._base import RewardsBaseOperator
 from airflow_provider_rewards.utils.batching import SUMMARY_XCOM_KEY
-from airflow_provider_rewards.utils.json_stream import JsonStreamError, iter_array_objects
 from airflow_provider_rewards.utils.validation import parse_bool, prepare_id_list, require_id
 
 #: With more players than this, one unfiltered IN_PROGRESS stream replaces the per-player queries.
 PER_PLAYER_QUERY_LIMIT = 100
-STREAM_CHUNK_BYTES = 64 * 1024
 LIVE = "IN_PROGRESS"
 NO_EXTERNAL_ID_REASON = (
     "rewards/readAll items carry no externalId (vendor docs §2.4) and {count} live reward(s) came back without "
@@ -156,68 +151,19 @@ class RewardReadBack:
         }
 
 
-def stream_rewards(hook: HPGamesHook, filters: Mapping[str, str]) -> Iterator[dict[str, Any]]:
-    """POST ``rewards/readAll`` with ``filters`` (signed by the hook's auth) and yield its items as they arrive.
-
-    A 4xx/5xx, a network failure, a body that is not an array (such as 200 with ``errorCode``), an
-    item carrying a non-zero ``errorCode``, or a truncated body raises :class:`RewardsApiError`; the
-    caller retries the whole read (no retry here: a half-read stream cannot be resumed).
-    """
-    path = f"{REWARDS_PATH}/readAll"
-    transport = hook.transport
-
-    def failure(status: int | None, body: str, code: str | None = None) -> RewardsApiError:
-        return transport.api_error("POST", path, status, body, 1, code)  # scrubbed before and after decoding
-
-    try:
-        response = transport.session.request(
-            "POST",
-            f"{transport.base_url}{path}",
-            data=json.dumps(dict(filters), separators=(",", ":")).encode(),
-            headers={"Content-Type": "application/json"},
-            auth=transport.auth,
-            timeout=transport.settings.timeout,
-            stream=True,
-        )
-    except requests.RequestException as error:  # a network failure: a failed read, retried by the task
-        raise failure(None, f"{type(error).__name__}: {error}") from None
-    with response:
-        if response.status_code >= 400:
-            raise failure(response.status_code, response.text[:2000])
-        try:
-            for item in iter_array_objects(_chunks(response.iter_content(STREAM_CHUNK_BYTES))):
-                refused = vendor_refusal_code(item)
-                if refused is not None:
-                    raise failure(response.status_code, json.dumps(item)[:2000], refused)
-                yield item
-        except JsonStreamError as error:
-            body = json.dumps(error.value) if error.value is not None else f"unreadable readAll answer: {error}"
-            raise failure(response.status_code, body) from None
-        except OSError as error:  # the connection broke mid-body
-            raise failure(response.status_code, f"{type(error).__name__}: {error}") from None
-
-
-def _chunks(pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """``iter_content`` with requests' own streaming errors turned into :class:`OSError`."""
-    try:
-        yield from pieces
-    except requests.RequestException as error:
-        raise OSError(str(error)) from None
-
-
 def read_back_rewards(hook: HPGamesHook, targets: TeardownTargets) -> RewardReadBack:
     """Stream readAll as narrowly as the targets allow and return what it says about them (see module docs)."""
     read_back = RewardReadBack(targets)
-    config = (
-        {} if targets.reward_configuration_id is None else {"rewardConfigurationId": targets.reward_configuration_id}
-    )
     if targets.reward_ids or targets.external_ids or len(targets.player_ids) > PER_PLAYER_QUERY_LIMIT:
-        queries: list[dict[str, str]] = [{"status": LIVE}]
+        queries: list[dict[str, str | None]] = [{"status": LIVE}]
     else:
-        queries = [{"playerId": player, "status": LIVE, **config} for player in targets.player_ids]
+        config = targets.reward_configuration_id
+        queries = [
+            {"player_id": player, "status": LIVE, "reward_configuration_id": config} for player in targets.player_ids
+        ]
     for query in queries:
         read_back.requests += 1
-        for item in stream_rewards(hook, query):
+        for item in hook.iter_rewards(**query):
             read_back.observe(item)
     return read_back
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypedDict
 
 import requests
@@ -249,3 +250,81 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
     def check_connection(self) -> str:
         self.read_rewards(player_id=CONNECTION_TEST_PLAYER)
         return f"Connected to {self.config.base_url}; the request signature was accepted"
+
+    # ---------------------------------------------------------------------------------------------
+    # Reward configurations (``reward-configurations/readAll``): discovery of what has ended
+    # ---------------------------------------------------------------------------------------------
+    CONFIGURATIONS_PATH = "/api/v1/integration/reward-configurations"
+    CONFIGURATION_STATUSES = ("ACTIVE", "INACTIVE")
+    REWARD_TYPES = ("FREE_BET",)
+
+    def read_reward_configurations(
+        self, name: str | None = None, status: str | None = None, reward_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The merchant's reward configurations matching every given filter (``reward-configurations/readAll``).
+
+        ``name`` is a partial match (vendor docs §2.5), ``status`` ``ACTIVE``/``INACTIVE``, ``reward_type``
+        ``FREE_BET``. No pagination is documented; the answer (one object per configuration, flat or nested
+        array) is returned as a list. Arguments are validated before the request.
+        """
+        payload: dict[str, Any] = {}
+        if name is not None:
+            payload["name"] = require_id(name, "name")
+        for field_name, value, allowed, key in (
+            ("status", status, self.CONFIGURATION_STATUSES, "status"),
+            ("reward_type", reward_type, self.REWARD_TYPES, "rewardType"),
+        ):
+            if value is not None:
+                if value not in allowed:
+                    raise RewardsInputError(f"{field_name} must be one of {', '.join(allowed)}; got {value!r:.60}")
+                payload[key] = value
+        data = self.transport.request_json("POST", f"{self.CONFIGURATIONS_PATH}/readAll", json_body=payload)
+        found: list[dict[str, Any]] = []
+        pending = [data] if isinstance(data, list) else []
+        while pending:  # the documented readAll examples nest arrays ([[{...}]]); accept flat or nested
+            for item in pending.pop():
+                if isinstance(item, list):
+                    pending.append(item)
+                elif isinstance(item, dict):
+                    found.append(item)
+        return found
+
+    def ended_reward_configurations(
+        self,
+        before_ms: int,
+        grace: timedelta | None = None,
+        *,
+        after_ms: int | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        reward_type: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The configurations whose ``endDate`` lies in ``[after_ms - grace, before_ms - grace)`` (epoch ms).
+
+        ``grace`` (a ``timedelta``, default none) delays "ended": a configuration counts as ended ``grace``
+        after its ``endDate``. Half-open windows tile: consecutive runs with ``after_ms`` = the previous
+        ``before_ms`` see every configuration exactly once. A configuration without an integer ``endDate``
+        never ends. Sorted by ``endDate``, then id. Every argument is checked before the request.
+        """
+        grace = timedelta(0) if grace is None else grace
+        if not isinstance(grace, timedelta) or grace < timedelta(0):
+            raise RewardsInputError(f"grace must be a timedelta of zero or more, got {grace!r:.60}")
+        for field_name, value in (("before_ms", before_ms), ("after_ms", after_ms)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise RewardsInputError(f"{field_name} must be epoch milliseconds (an int >= 0), got {value!r:.60}")
+        if after_ms is not None and after_ms >= before_ms:
+            raise RewardsInputError(
+                f"after_ms ({after_ms}) must be before before_ms ({before_ms}): the window would be empty"
+            )
+        grace_ms = int(grace.total_seconds() * 1000)
+        low = None if after_ms is None else after_ms - grace_ms
+        high = before_ms - grace_ms
+
+        def ended(config: Mapping[str, Any]) -> bool:
+            end = config.get("endDate")
+            if isinstance(end, bool) or not isinstance(end, int):
+                return False
+            return end < high and (low is None or end >= low)
+
+        configs = self.read_reward_configurations(name=name, status=status, reward_type=reward_type)
+        return sorted(filter(ended, configs), key=lambda config: (config["endDate"], str(config.get("id"))))

@@ -149,6 +149,21 @@ class SandboxState:
         with self._lock:
             return self._job(merchant_id, job_id).view(self._clock())
 
+    def get_campaign(self, merchant_ids: Iterable[str], campaign_id: str) -> dict[str, Any]:
+        """``GET /partner/campaigns/:id``: a campaign of one of ``merchant_ids`` in the documented shape
+        (``id``, ``merchant_id``, ``end_at``, ``variants``); 404 otherwise."""
+        with self._lock:
+            for merchant_id in merchant_ids:
+                campaign = self._campaigns.get((merchant_id, campaign_id))
+                if campaign is not None:
+                    return {
+                        "id": campaign.id,
+                        "merchant_id": merchant_id,
+                        "end_at": campaign.ends_at,
+                        "variants": [{"id": variant} for variant in campaign.variant_ids],
+                    }
+        raise ThanxError(404, THANX_NOT_FOUND, f"Campaign {campaign_id} not found")
+
     def revoke_job(self, merchant_id: str, job_id: str) -> dict[str, Any]:
         """Start revoking a completed/failed job; 422 from any other state."""
         with self._lock:

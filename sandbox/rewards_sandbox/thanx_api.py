@@ -64,6 +64,9 @@ def _route(state: SandboxState, req: ApiRequest) -> ApiResponse:
             _method(req, "POST")
             _scope(credential, SCOPE_REWARDS_ISSUE)
             return _issue(state, credential, req)
+        case ("campaigns", campaign_id) if req.method == "GET":
+            _scope(credential, SCOPE_REWARDS_ISSUE)
+            return ApiResponse.json(200, {"campaign": state.get_campaign(credential.merchant_ids, campaign_id)})
     raise ThanxError(404, THANX_NOT_FOUND, f"No route for {req.method} {req.path}")
 
 

@@ -280,3 +280,18 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
         transport = AsyncTransport(self.vendor, config.base_url, self.build_auth(config), config.settings, client)
         data = await transport.request_json("GET", path, params={"merchant_id": merchant})
         return job_from_response(data, "GET", path)
+
+    def get_campaign(self, campaign_id: str) -> dict[str, Any]:
+        """Read a partner-initiated campaign (``GET /partner/campaigns/:id``); returns the ``campaign`` object.
+
+        Documented with the path id only (no ``merchant_id``, unlike the job endpoints), so none is sent.
+        The campaign's end is its ``end_at`` (ISO 8601, may be null). The id is escaped into one path segment.
+        """
+        path = f"/partner/campaigns/{quote(require_path_id(campaign_id, 'campaign_id'), safe='')}"
+        data = self.transport.request_json("GET", path)
+        campaign = data.get("campaign") if isinstance(data, dict) else None
+        if not isinstance(campaign, dict):
+            raise RewardsApiError(
+                vendor=self.vendor, method="GET", path=path, status_code=200, vendor_message="response has no campaign"
+            )
+        return campaign

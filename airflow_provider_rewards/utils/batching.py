@@ -1,30 +1,46 @@
-"""The batch engine: send ids in batches through one callable, isolate refused ids, keep exact counts.
+"""The batch engine: send ids in batches through one callable, settle every id to one outcome, exact counts.
 
-Splitting, probing and stop rules are described on :class:`BatchRunner`.
+Splitting, probing, reconciliation, concurrency and stop rules are described on :class:`BatchRunner`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from airflow_provider_rewards.exceptions import BatchRunFailed, RewardsApiError, RewardsError
+from airflow_provider_rewards.utils.record import IdOutcome, Outcome
 
 T = TypeVar("T")
 SUMMARY_XCOM_KEY = "summary"
 ITEM_REJECTION_STATUSES = frozenset({400, 404, 409, 410, 422})
 TOO_LARGE_STATUS = 413
+THROTTLED_STATUS = 429
+#: Statuses after which a request may have been applied although it failed (the answer was lost or late).
+LOST_ANSWER_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REPORTED_IDS = 100
 MAX_IDS_IN_MESSAGE = 20
+MAX_CONCURRENCY = 16
+#: How many batches the dry run lists id by id; the rest are counted.
+DRY_RUN_BATCHES_SHOWN = 10
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Consecutive slices of ``items`` of at most ``size`` elements."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def numbered_batches(items: Sequence[str], size: int) -> Iterator[tuple[int, list[str]]]:
+    """``(1-based number, ids)`` for consecutive slices of ``items``: what an id source yields."""
+    for number, batch in enumerate(chunks(items, size), 1):
+        yield number, list(batch)
 
 
 def count_batches(total: int, size: int) -> int:
@@ -37,6 +53,17 @@ def span(first: int, last: int) -> str:
     if first > last:
         return ""
     return f"batch {first}" if first == last else f"batches {first}-{last}"
+
+
+def spans(numbers: Iterable[int]) -> str:
+    """Sorted batch numbers as runs: ``"batches 1-3, batch 5"``; empty for none."""
+    runs: list[list[int]] = []
+    for number in sorted(numbers):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(span(first, last) for first, last in runs)
 
 
 class BatchVerdict(StrEnum):
@@ -57,9 +84,9 @@ class Rejection:
     vendor_message: str | None
 
     @classmethod
-    def from_error(cls, item: str, error: RewardsApiError) -> Rejection:
-        """The rejection of ``item`` as the API's error describes it."""
-        return cls(item, error.status_code, error.vendor_code, error.vendor_message)
+    def from_outcome(cls, outcome: IdOutcome) -> Rejection:
+        """The rejection an id's ``refused`` outcome describes."""
+        return cls(outcome.id, outcome.status_code, outcome.vendor_code, outcome.message)
 
     def as_dict(self) -> dict[str, Any]:
         """The XCom-safe form reported in summaries."""
@@ -71,10 +98,10 @@ class Rejection:
         return f"{self.id} ({detail})"
 
 
-def describe_rejections(rejections: Sequence[Rejection]) -> str:
-    """The first rejected ids with status and vendor code, and how many more there are."""
+def describe_rejections(rejections: Sequence[Rejection], total: int | None = None) -> str:
+    """The first rejected ids with status and vendor code, and how many more there are (of ``total``)."""
     shown = ", ".join(rejection.describe() for rejection in rejections[:MAX_IDS_IN_MESSAGE])
-    more = len(rejections) - MAX_IDS_IN_MESSAGE
+    more = (len(rejections) if total is None else total) - min(len(rejections), MAX_IDS_IN_MESSAGE)
     return f"{shown} and {more} more" if more > 0 else shown
 
 
@@ -85,22 +112,110 @@ def same_refusal(error: Exception, other: Exception) -> bool:
     return (error.status_code, error.vendor_code) == (other.status_code, other.vendor_code)
 
 
-class _RequestFailed(Exception):
-    """Internal: a request failed in a way that stops the run; ``ids`` are those it may have applied."""
+def is_item_refusal(error: Exception) -> bool:
+    """A refusal that may be about the request's items: 400, 404, 409, 410, 422, or a 2xx with an ``errorCode``."""
+    if not isinstance(error, RewardsApiError) or error.status_code is None:
+        return False
+    if error.status_code in ITEM_REJECTION_STATUSES:
+        return True
+    return error.status_code < 400 and error.vendor_code is not None
 
-    def __init__(self, ids: list[str], error: Exception) -> None:
+
+def is_lost_answer(error: Exception) -> bool:
+    """A failure after which the request may have been applied: no response, a timeout, 429 or a 5xx."""
+    if not isinstance(error, RewardsApiError):
+        return False
+    return error.status_code is None or error.status_code in LOST_ANSWER_STATUSES
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """What one read-back of ids found: those read back as ``CANCELLED``.
+
+    ``unknown_reason`` is set when an id not in ``cancelled`` may still be cancelled (the read could not
+    show it, e.g. readAll items without ``externalId``); ``failed`` when the read itself failed.
+    """
+
+    cancelled: frozenset[str]
+    unknown_reason: str | None = None
+    failed: bool = False
+
+
+#: Reads ids back: which of them HPGames shows as CANCELLED.
+ReadBackFunction = Callable[[list[str]], ReadBack]
+
+
+def outcome_of_error(item: str, outcome: Outcome, error: Exception, why: str | None = None) -> IdOutcome:
+    """``item``'s outcome with the status, vendor code and message of ``error`` (``why`` replaces the message)."""
+    if isinstance(error, RewardsApiError):
+        message = why or error.vendor_message or str(error)
+        return IdOutcome(item, outcome, error.status_code, error.vendor_code, message)
+    return IdOutcome(item, outcome, None, None, why or f"{type(error).__name__}: {error}")
+
+
+@dataclass
+class _Batch:
+    """One top-level batch being settled (by one thread): what is known of each of its ids."""
+
+    number: int
+    ids: list[str]
+    outcomes: dict[str, IdOutcome] = field(default_factory=dict)
+    read_back: ReadBack | None = None  # the batch's refusal read-back, made once
+
+    def known(self) -> list[IdOutcome]:
+        return list(self.outcomes.values())
+
+    def settled(self) -> list[IdOutcome]:
+        """Every id's outcome in batch order (every id must be known)."""
+        return [self.outcomes[item] for item in self.ids]
+
+
+class _BatchStopped(Exception):
+    """Internal: the run stops in this batch; ``batch.outcomes`` holds what is known of it."""
+
+    def __init__(self, batch: _Batch, error: Exception) -> None:
         super().__init__(str(error))
-        self.ids = ids
+        self.batch = batch
+        self.error = error
+
+
+class _Throttled(Exception):
+    """Internal: a request was throttled (HTTP 429) after the transport's retries; the batch is sent again later."""
+
+    def __init__(self, batch: _Batch, error: Exception) -> None:
+        super().__init__(str(error))
+        self.batch = batch
         self.error = error
 
 
 class BatchRunner:
-    """Send ids in batches through ``send``, isolating refused ids, with exact counts.
+    """Send ids in batches through ``send`` and settle every id of every batch to one :class:`Outcome`.
 
-    A batch refused for something about its items (400, 404, 409, 410, 422) is halved recursively
-    until the refused ids are found. Until a request of the run succeeds, the first and last ids are
-    first sent alone: if both fail as the batch did, the request itself is wrong and the run stops.
-    413 splits without blaming an id. Anything else stops the run with an exact report.
+    **Outcomes.** ``cancelled``: the id was in a request HPGames accepted. ``already_cancelled``: a
+    read-back showed it ``CANCELLED`` (after a refusal, or after a request whose answer was lost).
+    ``refused``: HPGames refused it on its own (found by splitting), with status, vendor code and message.
+    ``unconfirmed``: the run stopped in a request that may or may not have been applied, and no read-back
+    settled it. Ids never sent are left out (the record calls them ``not_attempted``).
+
+    **Refusals.** A batch refused for something about its items (400, 404, 409, 410, 422, or a 2xx with
+    an ``errorCode``) is first reconciled with one ``read_back`` of the whole batch: ids read back as
+    ``CANCELLED`` are ``already_cancelled`` and the rest is sent again, so a batch refused whole because
+    some ids were already cancelled costs 1 read and 1 more request, not a split. What is still refused is
+    halved recursively until the refused ids are found (``2k·log2(n/k)`` requests for ``k`` of ``n``). Until
+    a request of the run succeeds, the first and last id of a refused batch are first sent alone: if both
+    fail as the batch did, the request itself is wrong and the run stops. That probe never stops on ids a
+    read-back could not vouch for (readAll without ``externalId``). 413 splits without blaming an id.
+
+    **Failures.** A failure that outlasts the transport's retries (5xx, 429, network) is read back: ids read
+    back as ``CANCELLED`` are ``already_cancelled``; if that settles the whole request the run goes on (its
+    answer was lost), else the run stops with the rest ``unconfirmed``. Anything else (401, 403, a refusal
+    when ``isolate_rejections`` is False) stops the run; its ids are ``unconfirmed``.
+
+    **Concurrency.** Up to ``max_concurrency`` batches are in flight (threads). The window halves when a
+    429 is seen (``throttle_count``, or a 429 that outlasted the retries: that batch is sent again) and grows
+    by 1 after each clean batch, up to the maximum (AIMD). Every batch is reported to ``on_settled`` as soon
+    as it is settled, in completion order. A stop submits nothing more, waits for the batches in flight,
+    settles them, reports each unsettled batch to ``on_open`` and raises :class:`BatchRunFailed`.
 
     :param send: makes one API call for a list of ids (raises ``RewardsApiError`` on failure).
     :param field: the operator argument the ids came from, for messages (``reward_ids``).
@@ -108,6 +223,11 @@ class BatchRunner:
     :param isolate_rejections: split refused batches to find refused single ids (bulk cancel);
         when False, a refusal stops the run (cancel by query, where a refusal is about the request).
     :param done_label: how progress lines name finished ids (``"cancelled"``).
+    :param read_back: reconciles refused and failed ids (None: no reconciliation).
+    :param on_settled: called with ``(batch number, outcomes of every id)`` once a batch is settled.
+    :param on_open: called with ``(batch number, known outcomes)`` for a batch the run stopped in.
+    :param max_concurrency: batches in flight at most (1 to 16).
+    :param throttle_count: returns how many 429 answers the transport has seen so far.
     """
 
     def __init__(
@@ -119,150 +239,363 @@ class BatchRunner:
         isolate_rejections: bool,
         done_label: str,
         log: logging.Logger | Any,
+        read_back: ReadBackFunction | None = None,
+        on_settled: Callable[[int, list[IdOutcome]], None] | None = None,
+        on_open: Callable[[int, list[IdOutcome]], None] | None = None,
+        max_concurrency: int = 1,
+        throttle_count: Callable[[], int] | None = None,
     ) -> None:
+        if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"max_concurrency must be 1 to {MAX_CONCURRENCY}, got {max_concurrency}")
         self.send = send
         self.field = field
         self.batch_size = batch_size
         self.isolate_rejections = isolate_rejections
         self.done_label = done_label
         self.log = log
-        self.done = 0
+        self.read_back_ids = read_back
+        self.on_settled = on_settled
+        self.on_open = on_open
+        self.max_concurrency = max_concurrency
+        self.throttle_count = throttle_count
+        self.counts: Counter[Outcome] = Counter()
         self.requests = 0
+        self.read_backs = 0
+        self.resumed_batches = 0
+        self.settled_numbers: set[int] = set()
         self.request_works = False  # True once any request of this run succeeded
-        self.rejections: list[Rejection] = []
+        self.rejections: list[Rejection] = []  # the first MAX_REPORTED_IDS refused ids
+        self.window = max_concurrency
+        self.total_ids = 0
+        self.total_batches = 0
+        self._lock = threading.Lock()
 
-    def run(self, ids: Sequence[str]) -> None:
-        """Send every batch; raise :class:`BatchRunFailed` at the first failure that is not about an id."""
-        total = count_batches(len(ids), self.batch_size)  # batches are sliced one at a time, not all up front
-        for number, batch in enumerate(chunks(ids, self.batch_size), 1):
-            done_before, rejected_before = self.done, len(self.rejections)
-            try:
-                self._send(list(batch))
-            except _RequestFailed as failed:
-                raise self._failure(ids, number, total, len(batch), done_before, rejected_before, failed) from (
-                    failed.error
-                )
-            rejected = len(self.rejections) - rejected_before
-            self.log.info(
-                "batch %d/%d (%d%%): %d %s%s",
-                number,
-                total,
-                number * 100 // total,
-                self.done - done_before,
-                self.done_label,
-                f", {rejected} rejected" if rejected else "",
-            )
+    # --- what the operators read -------------------------------------------------------------------------------
 
-    def _attempt(self, ids: list[str]) -> Exception | None:
-        """One request; ``None`` when it succeeded (counted as done), else its error."""
-        self.requests += 1
+    @property
+    def done(self) -> int:
+        """Ids in requests HPGames accepted."""
+        return self.counts[Outcome.CANCELLED]
+
+    @property
+    def rejected(self) -> int:
+        """Ids HPGames refused on their own."""
+        return self.counts[Outcome.REFUSED]
+
+    # --- the run -----------------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        batches: Iterable[tuple[int, list[str]]] | Sequence[str],
+        *,
+        total_ids: int | None = None,
+        settled: Mapping[int, Mapping[Outcome, int]] | None = None,
+    ) -> None:
+        """Settle every batch not in ``settled`` (their counts are restored); raise :class:`BatchRunFailed` on a stop.
+
+        ``batches`` are ``(number, ids)`` pairs read one at a time (an id source's), or a plain id list.
+        """
+        if total_ids is None:
+            ids = list(batches)  # type: ignore[arg-type]  # a plain id list
+            total_ids, batches = len(ids), numbered_batches(ids, self.batch_size)
+        self.total_ids = total_ids
+        self.total_batches = count_batches(total_ids, self.batch_size)
+        settled = settled or {}
+        if settled:
+            self.log.info("Resuming: %d batches settled by an earlier try are not sent again", len(settled))
+        source = iter(batches)  # type: ignore[arg-type]
+        requeued: deque[_Batch] = deque()
+        pending: dict[Future[list[IdOutcome]], _Batch] = {}
+        stops: list[_BatchStopped] = []
+        seen_throttles = self._throttles()
+        pool = ThreadPoolExecutor(self.max_concurrency, "bulk-cancel") if self.max_concurrency > 1 else None
+        try:
+            while True:
+                while not stops and len(pending) < self.window:
+                    batch = requeued.popleft() if requeued else self._next(source, settled)
+                    if batch is None:
+                        break
+                    pending[self._submit(pool, batch)] = batch
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda done: pending[done].number):
+                    batch = pending.pop(future)
+                    clean = True
+                    try:
+                        outcomes = future.result()
+                    except _Throttled as throttled:
+                        clean = False
+                        requeued.append(throttled.batch)
+                        self.log.warning(
+                            "batch %d was throttled (HTTP 429) after every retry; it is sent again", batch.number
+                        )
+                    except _BatchStopped as stop:
+                        stops.append(stop)
+                        if self.on_open is not None:
+                            self.on_open(stop.batch.number, stop.batch.known())
+                    else:
+                        self._settle(batch.number, outcomes)
+                    now = self._throttles()
+                    if not clean or now > seen_throttles:
+                        self.window = max(1, self.window // 2)
+                    elif self.window < self.max_concurrency:
+                        self.window += 1
+                    seen_throttles = now
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if stops:
+            stops.sort(key=lambda stop: stop.batch.number)
+            raise self._failure(stops) from stops[0].error
+
+    def _throttles(self) -> int:
+        return self.throttle_count() if self.throttle_count is not None else 0
+
+    def _next(
+        self, source: Iterator[tuple[int, list[str]]], settled: Mapping[int, Mapping[Outcome, int]]
+    ) -> _Batch | None:
+        """The next batch to send; batches settled before are skipped and their counts restored."""
+        for number, ids in source:
+            if number not in settled:
+                return _Batch(number, list(ids))
+            self.counts.update({Outcome(name): count for name, count in settled[number].items()})
+            self.settled_numbers.add(number)
+            self.resumed_batches += 1
+        return None
+
+    def _submit(self, pool: ThreadPoolExecutor | None, batch: _Batch) -> Future[list[IdOutcome]]:
+        if pool is not None:
+            return pool.submit(self._settle_batch, batch)
+        future: Future[list[IdOutcome]] = Future()
+        try:
+            future.set_result(self._settle_batch(batch))
+        except (_BatchStopped, _Throttled) as stopped:
+            future.set_exception(stopped)
+        return future
+
+    def _settle(self, number: int, outcomes: list[IdOutcome]) -> None:
+        """Count a settled batch, report it, log progress."""
+        counts = Counter(outcome.outcome for outcome in outcomes)
+        self.counts.update(counts)
+        for outcome in outcomes:
+            if outcome.outcome is Outcome.REFUSED and len(self.rejections) < MAX_REPORTED_IDS:
+                self.rejections.append(Rejection.from_outcome(outcome))
+        self.settled_numbers.add(number)
+        if self.on_settled is not None:
+            self.on_settled(number, outcomes)
+        extra = "".join(
+            f", {counts[kind]} {label}"
+            for kind, label in ((Outcome.ALREADY_CANCELLED, "already cancelled"), (Outcome.REFUSED, "rejected"))
+            if counts[kind]
+        )
+        progress = len(self.settled_numbers)
+        self.log.info(
+            "batch %d/%d (%d%%): %d %s%s",
+            number,
+            self.total_batches,
+            progress * 100 // self.total_batches,
+            counts[Outcome.CANCELLED],
+            self.done_label,
+            extra,
+        )
+
+    # --- one batch (runs in a worker thread when max_concurrency > 1) -----------------------------------------
+
+    def _settle_batch(self, batch: _Batch) -> list[IdOutcome]:
+        """Every id of ``batch`` settled; raises :class:`_BatchStopped` or :class:`_Throttled`."""
+        rest = [item for item in batch.ids if item not in batch.outcomes]  # a requeued batch keeps what it knew
+        if rest:
+            self._send(batch, rest)
+        return batch.settled()
+
+    def _attempt(self, batch: _Batch, ids: list[str]) -> Exception | None:
+        """One request; ``None`` when it succeeded (its ids are cancelled), else its error."""
+        with self._lock:
+            self.requests += 1
         try:
             self.send(ids)
         except Exception as error:  # classified by the caller; anything unexpected stops with an exact report
             return error
-        self.done += len(ids)
+        for item in ids:
+            batch.outcomes[item] = IdOutcome(item, Outcome.CANCELLED)
         self.request_works = True
         return None
 
-    def _send(self, ids: list[str]) -> None:
-        error = self._attempt(ids)
+    def _send(self, batch: _Batch, ids: list[str]) -> None:
+        error = self._attempt(batch, ids)
         if error is None:
             return
         verdict = self._classify(error, len(ids))
         if verdict is BatchVerdict.STOP:
-            raise _RequestFailed(ids, error) from error
+            self._fail(batch, ids, error)
+            return
+        if is_item_refusal(error) and self._reconcile(batch, ids):
+            return
         if verdict is BatchVerdict.REJECT:
-            self._reject(ids[0], error)
+            self._reject(batch, ids[0], error)
             return
         if isinstance(error, RewardsApiError) and error.status_code == TOO_LARGE_STATUS:
             self.log.warning("%d %s were too large for one request (HTTP 413); splitting", len(ids), self.field)
         elif not self.request_works:
-            self._probe(ids, error)
+            self._probe(batch, ids, error)
             return
         else:
             self.log.debug("%d %s refused together (%s); splitting them", len(ids), self.field, error)
-        self._halve(ids)
+        self._halve(batch, ids)
 
-    def _probe(self, ids: list[str], batch_error: Exception) -> None:
+    def _reconcile(self, batch: _Batch, ids: list[str]) -> bool:
+        """After a refusal: read the batch back once; ids shown CANCELLED are settled, the rest sent again.
+
+        Returns True when that handled ``ids`` (some were already cancelled); False to go on splitting.
+        """
+        if self.read_back_ids is None or batch.read_back is not None:
+            return False
+        batch.read_back = self._read(batch.ids)
+        found = [item for item in ids if item in batch.read_back.cancelled]
+        if not found:
+            return False
+        for item in found:
+            batch.outcomes[item] = IdOutcome(
+                item, Outcome.ALREADY_CANCELLED, message="refused, then read back as CANCELLED"
+            )
+        self.log.info("%d %s refused were already cancelled (read back)", len(found), self.field)
+        rest = [item for item in ids if item not in batch.read_back.cancelled]
+        if rest:
+            self._send(batch, rest)
+        return True
+
+    def _read(self, ids: list[str]) -> ReadBack:
+        """One read-back; a failed read is an empty, failed one (its ids stay unsettled by it)."""
+        assert self.read_back_ids is not None
+        with self._lock:
+            self.read_backs += 1
+        try:
+            return self.read_back_ids(ids)
+        except Exception as error:  # a failed read settles nothing; the caller goes on without it
+            self.log.warning("Reading %d %s back failed: %s", len(ids), self.field, error)
+            return ReadBack(frozenset(), f"the read-back failed: {error}", failed=True)
+
+    def _fail(self, batch: _Batch, ids: list[str], error: Exception) -> None:
+        """A request failed for good: settle it by read-back if its answer may have been lost, else stop."""
+        throttled = isinstance(error, RewardsApiError) and error.status_code == THROTTLED_STATUS
+        if throttled and self.window > 1:
+            raise _Throttled(batch, error) from error
+        read = self._read(ids) if self.read_back_ids is not None and is_lost_answer(error) else None
+        if read is not None and not read.failed:
+            for item in ids:
+                if item in read.cancelled:
+                    batch.outcomes[item] = IdOutcome(
+                        item, Outcome.ALREADY_CANCELLED, message=f"read back as CANCELLED after: {error}"
+                    )
+            if all(item in read.cancelled for item in ids):
+                self.log.warning(
+                    "%d %s: the request failed (%s) but every id reads back as CANCELLED", len(ids), self.field, error
+                )
+                return
+        why = f"sent in a request that failed ({error}); it may or may not have been applied"
+        if read is not None and read.unknown_reason:
+            why += f"; {read.unknown_reason}"
+        for item in ids:
+            if item not in batch.outcomes:
+                batch.outcomes[item] = outcome_of_error(item, Outcome.UNCONFIRMED, error, why)
+        raise _BatchStopped(batch, error) from error
+
+    def _probe(self, batch: _Batch, ids: list[str], batch_error: Exception) -> None:
         """Send the first and last id alone; stop if both fail exactly as the batch did, else go on with the rest."""
         probes = [ids[0], ids[-1]]
         refused: list[tuple[str, Exception]] = []
         for probe in probes:
-            error = self._attempt([probe])
+            error = self._attempt(batch, [probe])
             if error is None:
                 break
             if self._classify(error, 1) is BatchVerdict.STOP:
-                raise _RequestFailed([probe], error) from error
+                self._fail(batch, [probe], error)
+                break
             refused.append((probe, error))
-        if len(refused) == 2 and all(same_refusal(error, batch_error) for _, error in refused):
+        unvouched = batch.read_back is not None and not batch.read_back.failed and batch.read_back.unknown_reason
+        if len(refused) == 2 and all(same_refusal(error, batch_error) for _, error in refused) and not unvouched:
+            for probe, _ in refused:
+                batch.outcomes.pop(probe, None)  # refused with the request: never sent on their own merit
             problem = RewardsError(
                 f"{batch_error}; the first and the last id sent alone were refused the same way, so the request "
                 "itself is wrong (base URL, signature or merchant), not its ids"
             )
-            raise _RequestFailed([], problem) from batch_error
+            raise _BatchStopped(batch, problem) from batch_error
         for probe, error in refused:
-            self._reject(probe, error)
+            self._reject(batch, probe, error)
         if refused:  # the refused probes may have been the only refused ids: send the rest whole
             if len(ids) > 2:
-                self._send(ids[1:-1])
+                self._send(batch, ids[1:-1])
         else:  # the first id went through: the refused ones are among the rest
-            self._halve(ids[1:])
+            self._halve(batch, ids[1:])
 
-    def _halve(self, ids: list[str]) -> None:
+    def _halve(self, batch: _Batch, ids: list[str]) -> None:
         half = len(ids) // 2
         for part in (ids[:half], ids[half:]):
             if part:
-                self._send(part)
+                self._send(batch, part)
 
-    def _reject(self, item: str, error: Exception) -> None:
-        rejection = Rejection.from_error(item, error)  # type: ignore[arg-type]  # classified as an API error
-        self.rejections.append(rejection)
-        self.log.warning("%s rejected: %s: %s", self.field, rejection.describe(), rejection.vendor_message)
+    def _reject(self, batch: _Batch, item: str, error: Exception) -> None:
+        read = batch.read_back
+        why = None
+        if read is not None and read.unknown_reason:
+            why = f"{getattr(error, 'vendor_message', None) or error}; not known to be cancelled: {read.unknown_reason}"
+        outcome = outcome_of_error(item, Outcome.REFUSED, error, why)
+        batch.outcomes[item] = outcome
+        self.log.warning("%s rejected: %s: %s", self.field, Rejection.from_outcome(outcome).describe(), outcome.message)
 
     def _classify(self, error: Exception, size: int) -> BatchVerdict:
         """Split the request, reject its single id, or stop the run."""
         status = error.status_code if isinstance(error, RewardsApiError) else None
         if status == TOO_LARGE_STATUS and size > 1:
             return BatchVerdict.SPLIT
-        if self.isolate_rejections and status in ITEM_REJECTION_STATUSES:
+        if self.isolate_rejections and is_item_refusal(error):
             return BatchVerdict.SPLIT if size > 1 else BatchVerdict.REJECT
         return BatchVerdict.STOP
 
-    def _failure(
-        self,
-        ids: Sequence[str],
-        number: int,
-        total_batches: int,
-        batch_length: int,
-        done_before: int,
-        rejected_before: int,
-        failed: _RequestFailed,
-    ) -> BatchRunFailed:
+    # --- the stop report ---------------------------------------------------------------------------------------
+
+    def _failure(self, stops: list[_BatchStopped]) -> BatchRunFailed:
+        first_stop = stops[0]
+        number, batch = first_stop.batch.number, first_stop.batch
+        for stop in stops:  # the open batches count too: what is known of them is exact
+            self.counts.update(Counter(outcome.outcome for outcome in stop.batch.known()))
+            for outcome in stop.batch.known():
+                if outcome.outcome is Outcome.REFUSED and len(self.rejections) < MAX_REPORTED_IDS:
+                    self.rejections.append(Rejection.from_outcome(outcome))
         first = (number - 1) * self.batch_size + 1
-        last = first + batch_length - 1
-        done_in_batch = self.done - done_before
-        rejected_in_batch = len(self.rejections) - rejected_before
-        unconfirmed = len(failed.ids)
-        rest_of_batch = batch_length - done_in_batch - rejected_in_batch - unconfirmed
-        not_attempted = rest_of_batch + len(ids) - last
-        finished = span(1, number - 1) or "no batch finished"
-        if done_in_batch:
-            finished += f", plus {done_in_batch} of batch {number}"
-        untried = [f"{rest_of_batch} more of batch {number}"] if rest_of_batch else []
-        untried += [span(number + 1, total_batches)] if number < total_batches else []
-        rejected = f" ({describe_rejections(self.rejections)})" if self.rejections else ""
+        last = first + len(batch.ids) - 1
+        known = sum(self.counts.values())
+        not_attempted = self.total_ids - known
+        open_numbers = {stop.batch.number for stop in stops}
+        finished = spans(self.settled_numbers) or "no batch finished"
+        for stop in stops:
+            done_in_batch = sum(1 for o in stop.batch.known() if o.outcome is Outcome.CANCELLED)
+            if done_in_batch:
+                finished += f", plus {done_in_batch} of batch {stop.batch.number}"
+        untried = [
+            f"{len(stop.batch.ids) - len(stop.batch.outcomes)} more of batch {stop.batch.number}"
+            for stop in stops
+            if len(stop.batch.ids) > len(stop.batch.outcomes)
+        ]
+        never = set(range(1, self.total_batches + 1)) - self.settled_numbers - open_numbers
+        untried += [spans(never)] if never else []
+        already = self.counts[Outcome.ALREADY_CANCELLED]
+        rejected = f" ({describe_rejections(self.rejections, self.rejected)})" if self.rejected else ""
         message = (
-            f"Stopped at batch {number}/{total_batches} ({self.field} {first}-{last} of {len(ids)}): "
-            f"{failed.error}. {self.done} {self.done_label} ({finished}); {len(self.rejections)} rejected{rejected}; "
-            f"{unconfirmed} unconfirmed (sent in the failed request, which may or may not have been applied); "
-            f"{not_attempted} not attempted ({' and '.join(untried) or 'none'}). "
+            f"Stopped at batch {number}/{self.total_batches} ({self.field} {first}-{last} of {self.total_ids}): "
+            f"{first_stop.error}. {self.done} {self.done_label} ({finished})"
+            f"{f', {already} already cancelled' if already else ''}; {self.rejected} rejected{rejected}; "
+            f"{self.counts[Outcome.UNCONFIRMED]} unconfirmed (sent in the failed request, which may or may not "
+            f"have been applied); {not_attempted} not attempted ({' and '.join(untried) or 'none'}). "
             f"The summary is in XCom under key {SUMMARY_XCOM_KEY!r}."
         )
         details = {
-            "error": str(failed.error),
+            "error": str(first_stop.error),
             "failed_batch": number,
             "failed_range": [first, last],
-            "unconfirmed": unconfirmed,
+            "unconfirmed": self.counts[Outcome.UNCONFIRMED],
             "not_attempted": not_attempted,
         }
         return BatchRunFailed(message, details)

@@ -40,10 +40,12 @@ def by_query(**kwargs) -> HPGamesCancelRewardsByQueryOperator:
 
 def answer_bulk(requests_mock, refuse: Refusal = lambda ids: None) -> list[list[str]]:
     """Mock bulkCancel: ``refuse(ids)`` gives ``(status, error body)`` to refuse a request, else 200.
+    readAll answers ``[]`` (nothing is cancelled yet) unless the test mocks it too.
 
     Returns the list that collects the id lists of accepted requests, in order.
     """
     accepted: list[list[str]] = []
+    requests_mock.post(READ_ALL, json=[])
 
     def respond(request, context) -> str:
         body = payload(request)
@@ -59,6 +61,11 @@ def answer_bulk(requests_mock, refuse: Refusal = lambda ids: None) -> list[list[
     return accepted
 
 
+def bulk_calls(requests_mock) -> int:
+    """How many bulkCancel requests were sent (read-backs aside)."""
+    return sum(1 for request in requests_mock.request_history if request.url == BULK)
+
+
 def containing(item: str, status: int, body: dict | None = None) -> Refusal:
     """Refuse, with ``status``, every request whose ids include ``item``."""
     return lambda ids: (status, body or NOT_FOUND) if item in ids else None
@@ -70,12 +77,14 @@ def summary_of(**counts) -> dict:
         "requested": 0,
         "duplicates_dropped": 0,
         "cancelled": 0,
+        "already_cancelled": 0,
         "rejected": 0,
         "rejected_ids": [],
         "rejected_truncated": False,
         "rejections": [],
         "batches": 0,
         "requests": 0,
+        "read_backs": 0,
         "dry_run": False,
     }
     return {**base, **counts}
@@ -200,7 +209,7 @@ def test_one_refused_id_among_1000_is_isolated(hpgames_conn, requests_mock, cont
         assert "summary" not in ti.pushed
     flat = [item for batch in accepted for item in batch]
     assert sorted(flat) == sorted(set(ids) - {bad})  # every other id cancelled, each exactly once
-    assert requests_mock.call_count <= 2 + 2 * 10  # the batch, a probe of its first id, one halving path
+    assert bulk_calls(requests_mock) <= 2 + 2 * 10  # the batch, a probe of its first id, one halving path
     rejection = {"id": bad, "status_code": status, "vendor_code": "1004", "vendor_message": "Reward not found"}
     assert result == summary_of(
         requested=1000,
@@ -209,7 +218,8 @@ def test_one_refused_id_among_1000_is_isolated(hpgames_conn, requests_mock, cont
         rejected_ids=[bad],
         rejections=[rejection],
         batches=1,
-        requests=requests_mock.call_count,
+        requests=bulk_calls(requests_mock),
+        read_backs=1,  # the refused batch, read back once: nothing in it was already cancelled
     )
 
 
@@ -258,7 +268,7 @@ def test_a_wrong_request_stops_after_probing_instead_of_splitting_every_batch(
     answer_bulk(requests_mock, lambda batch: (404, {"errorCode": 1404, "errorText": "No route"}))
     with pytest.raises(RewardsError, match=r"Stopped at batch 1/4 .*HTTP 404 .*the request itself is wrong") as info:
         bulk(reward_ids=uuids(2000), batch_size=500, fail_on_rejected=fail_on_rejected).execute(context)
-    assert requests_mock.call_count == 3  # the batch, then its first and its last id alone; not 3,996
+    assert bulk_calls(requests_mock) == 3  # the batch, then its first and its last id alone; not 3,996
     assert "0 rejected; 0 unconfirmed" in str(info.value)
     assert "2000 not attempted (500 more of batch 1 and batches 2-4)" in str(info.value)
     summary = ti.pushed["summary"]
@@ -297,11 +307,11 @@ def test_persistent_503_on_batch_2_of_3_reports_exactly_and_pushes_the_summary(
     assert "501 not attempted (batch 3)" in message
     assert "XCom under key 'summary'" in message
     assert accepted == [ids[:1000]]
-    assert requests_mock.call_count == 1 + 6  # batch 1, then batch 2 with the transport's 5 retries
+    assert bulk_calls(requests_mock) == 1 + 6  # batch 1, then batch 2 with the transport's 5 retries
     assert len(sleeps) == 5
     assert not any(ids[2000] in batch for batch in accepted)  # batch 3 never sent
     assert ti.pushed["summary"] == {
-        **summary_of(requested=2501, cancelled=1000, batches=3, requests=2),
+        **summary_of(requested=2501, cancelled=1000, batches=3, requests=2, read_backs=1),
         "error": ti.pushed["summary"]["error"],
         "failed_batch": 2,
         "failed_range": [1001, 2000],

@@ -183,3 +183,35 @@ def fresh_airflow_home(migrated_airflow_home, tmp_path) -> Path:
     from tests.chaos.harness import fresh_home
 
     return fresh_home(migrated_airflow_home, tmp_path / "airflow-home")
+
+
+# -- ids streamed from files and the per-reward record (issue #14; owner: helper "sources") ----------------
+
+
+def make_uuids(count: int, seed: int = 14) -> list[str]:
+    """``count`` distinct, reproducible lowercase UUID strings."""
+    import random
+    import uuid
+
+    rng = random.Random(seed)
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
+
+
+@pytest.fixture
+def uuids() -> list[str]:
+    """Twelve distinct lowercase UUIDs."""
+    return make_uuids(12)
+
+
+@pytest.fixture
+def ids_file(tmp_path) -> Any:
+    """Write an ids file under tmp_path: ``ids_file(name, text_or_bytes)`` -> its ``file://`` URI (``.gz`` gzips it)."""
+    import gzip
+
+    def write(name: str, content: str | bytes) -> str:
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(data, mtime=0) if name.endswith(".gz") else data)
+        return f"file://{path}"
+
+    return write

@@ -105,7 +105,13 @@ def as_storage_path(value: object, field: str) -> ObjectStoragePath:
         raise RewardsInputError(
             f"{field} {value!r:.80} names a host; write three slashes for a local file: file:///{match[2]}{match[3]}"
         )
-    return ObjectStoragePath(value)
+    try:
+        return ObjectStoragePath(value)
+    except ValueError as exc:  # e.g. "Unsupported filesystem: 'x'" from universal_pathlib
+        shown = f"{match[1]}://{match[2].rpartition('@')[2]}{match[3]}" if match else value
+        raise RewardsInputError(
+            f"{field} {shown!r:.80} cannot be used ({exc}); use file:/// or a scheme an installed provider serves"
+        ) from None
 
 
 def display_location(path: ObjectStoragePath) -> str:

@@ -12,6 +12,7 @@ import requests
 from airflow.sdk import BaseHook, Connection
 
 from airflow_provider_rewards.exceptions import RewardsConnectionConfigError, RewardsInputError
+from airflow_provider_rewards.hooks.rate_limit import SyncRateLimiter
 from airflow_provider_rewards.hooks.transport import Transport, TransportSettings
 
 ConfigT = TypeVar("ConfigT")
@@ -98,6 +99,10 @@ class RewardsBaseHook(BaseHook, Generic[ConfigT]):
     def settings_from(self, extra: Mapping[str, Any]) -> TransportSettings:
         return TransportSettings.resolve(self.conn_id, extra, self.transport_overrides)
 
+    def rate_limiter(self, config: ConfigT) -> SyncRateLimiter | None:
+        """The process's limiter for this connection's credential (``None``: no budget, the default)."""
+        return None
+
     @cached_property
     def config(self) -> ConfigT:
         """The validated connection configuration (looked up once per hook instance)."""
@@ -107,7 +112,9 @@ class RewardsBaseHook(BaseHook, Generic[ConfigT]):
     @cached_property
     def transport(self) -> Transport:
         config: Any = self.config
-        return Transport(self.vendor, config.base_url, self.build_auth(config), config.settings)
+        return Transport(
+            self.vendor, config.base_url, self.build_auth(config), config.settings, limiter=self.rate_limiter(config)
+        )
 
     def get_conn(self) -> requests.Session:
         """The ``requests.Session`` reused for every call of this hook."""

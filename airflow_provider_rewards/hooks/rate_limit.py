@@ -1,4 +1,4 @@
-"""One request budget per API credential: its settings, sync and async limiters, a per-loop registry."""
+"""One request budget per API credential: its settings, sync and async limiters, per-process registries."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import heapq
 import itertools
 import math
+import os
 import threading
 import time
 import weakref
@@ -48,6 +49,22 @@ class RateBudget:
             values[spec.name] = int(number) if whole else number
         return cls(**values)
 
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set (``False`` when both the rate and the window are 0)."""
+        return bool(self.max_requests_per_second or (self.max_requests_per_window and self.window_seconds))
+
+    @property
+    def pool_size(self) -> int:
+        """Connections (and requests in flight) per credential: twice the per-process rate, 4 to 16; 16 unlimited."""
+        rate = self.max_requests_per_second / self.triggerer_count
+        return MAX_POOL_SIZE if not rate else max(MIN_POOL_SIZE, min(MAX_POOL_SIZE, math.ceil(2 * rate)))
+
+
+MIN_POOL_SIZE, MAX_POOL_SIZE = 4, 16
+#: Longest pause one 429 can impose on a credential (a Retry-After beyond it is taken as this).
+MAX_PENALTY = 86_400.0
+
 
 class RateArithmetic:
     """Token bucket (capacity 1), sliding window and 429 pause: may a request go now, else how long to wait."""
@@ -87,6 +104,11 @@ class RateArithmetic:
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock() + seconds)
 
+    def paused_for(self) -> float:
+        """Seconds left of the current 429 pause (0 when none)."""
+        with self._lock:
+            return max(0.0, self._paused_until - self.clock())
+
 
 class SyncRateLimiter(RateArithmetic):
     """Thread-safe limiter for the synchronous transport; threads are not ordered among themselves."""
@@ -108,9 +130,17 @@ class AsyncRateLimiter(RateArithmetic):
         self._order = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
+        #: Requests of this credential in flight at once (the shared pool's size), so that waiting
+        #: requests queue here, in O(1), and never inside httpx's pool (O(queued) per request).
+        self.in_flight = asyncio.Semaphore(budget.pool_size)
 
     async def acquire(self, due_at: float | None = None) -> None:
-        """Return once one request may be sent, and not before ``due_at`` (limiter clock; default now)."""
+        """Return once one request may be sent, and not before ``due_at`` (limiter clock; default now).
+
+        With nobody queued and nothing due later, a free slot is taken at once (no queueing).
+        """
+        if not self._heap and (due_at is None or due_at <= self.clock()) and not self.reserve()[0]:
+            return
         loop = asyncio.get_running_loop()
         entry = (self.clock() if due_at is None else due_at, next(self._order), loop.create_future())
         heapq.heappush(self._heap, entry)
@@ -152,6 +182,30 @@ def credential_key(base_url: str, client_id: str) -> str:
     return hashlib.sha256(f"{base_url.rstrip('/')}\n{client_id}".encode()).hexdigest()[:32]
 
 
+_sync_limiters: dict[str, SyncRateLimiter] = {}
+_sync_lock = threading.Lock()
+
+
+def sync_limiter(key: str, budget: RateBudget) -> SyncRateLimiter:
+    """This process's limiter for ``key`` (shared by every hook and thread); a changed ``budget`` applies from now."""
+    with _sync_lock:
+        limiter = _sync_limiters.get(key)
+        if limiter is None:
+            limiter = _sync_limiters[key] = SyncRateLimiter(budget)
+        limiter.budget = budget
+        return limiter
+
+
+def reset_sync_limiters() -> None:
+    """Forget every sync limiter of this process (a forked child starts afresh; tests call it too)."""
+    global _sync_lock
+    _sync_lock = threading.Lock()
+    _sync_limiters.clear()
+
+
+os.register_at_fork(after_in_child=reset_sync_limiters)  # a lock held by another thread at fork would never free
+
+
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
 
@@ -159,7 +213,9 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] =
 def shared_limiter(key: str, budget: RateBudget) -> AsyncRateLimiter:
     """The running loop's limiter for ``key``; a changed ``budget`` applies to it from now on."""
     limiters = _limiters.setdefault(asyncio.get_running_loop(), {})
-    limiter: AsyncRateLimiter = limiters.setdefault(key, AsyncRateLimiter(budget))
+    limiter: AsyncRateLimiter | None = limiters.get(key)
+    if limiter is None:
+        limiter = limiters[key] = AsyncRateLimiter(budget)
     limiter.budget = budget
     return limiter
 

@@ -21,7 +21,14 @@ from airflow_provider_rewards.hooks.base import (
     extra_field,
     required_field,
 )
-from airflow_provider_rewards.hooks.transport import AsyncTransport, TransportSettings
+from airflow_provider_rewards.hooks.rate_limit import (
+    RateBudget,
+    SyncRateLimiter,
+    credential_key,
+    shared_limiter,
+    sync_limiter,
+)
+from airflow_provider_rewards.hooks.transport import AsyncTransport, TransportSettings, is_rate_limited
 from airflow_provider_rewards.utils.validation import require_id, require_path_id
 
 THANX_PRODUCTION_URL = "https://api.thanx.com"
@@ -54,13 +61,24 @@ class IssuanceJob(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class ThanxConfig:
-    """A validated ``thanx`` connection. ``repr`` never shows the token."""
+    """A validated ``thanx`` connection. ``repr`` never shows the token.
+
+    ``budget`` is the credential's request budget (extra ``max_requests_per_second``,
+    ``max_requests_per_window``, ``window_seconds``, ``triggerer_count``; defaults 4/s and 1,800 per
+    900 s, under Thanx's published 5/s and 2,000 per 15 minutes).
+    """
 
     base_url: str
     client_id: str
     access_token: str = field(repr=False)
     merchant_id: str | None = None
     settings: TransportSettings = field(default_factory=TransportSettings)
+    budget: RateBudget = field(default_factory=RateBudget)
+
+    @property
+    def credential_key(self) -> str:
+        """The key every limiter and shared client of this credential is registered under (no secret)."""
+        return credential_key(self.base_url, self.client_id)
 
 
 def issuance_job_path(job_id: str, action: str = "") -> str:
@@ -179,10 +197,15 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
             access_token=required_field(conn, "password", "Access Token"),
             merchant_id=None if merchant_id is None else str(merchant_id),
             settings=self.settings_from(extra),
+            budget=RateBudget.from_extra(extra, conn.conn_id),
         )
 
     def build_auth(self, config: ThanxConfig) -> ThanxAuth:
         return ThanxAuth(config.client_id, config.access_token)
+
+    def rate_limiter(self, config: ThanxConfig) -> SyncRateLimiter | None:
+        """The process's limiter for the credential, shared by every hook of it; ``None`` when unlimited."""
+        return sync_limiter(config.credential_key, config.budget) if config.budget.limited else None
 
     def resolve_merchant_id(self, merchant_id: str | None = None) -> str:
         """``merchant_id`` if given, else the connection's default; raises if neither is set."""
@@ -234,21 +257,28 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
         Raises ``RewardsJobStateError`` if the job reaches a state that is neither a target nor a
         waiting state, and ``TimeoutError`` (stating the real elapsed time) when the job still waits
         at a poll made at or after ``timeout`` seconds: the last sleep is shortened to end at the deadline.
+        A rate-limited poll (429 after the retries) is a delayed poll, not a failure.
         """
         started, slept = time.monotonic(), 0.0
         seen: Observation | None = None
         while True:
-            job = self.get_issuance_job(job_id, merchant_id)
-            seen = observe_job(job_id, job, target_states, waiting_states, log=self.log, previous=seen)
-            if seen.verdict is JobVerdict.DONE:
-                return job
-            if seen.verdict is JobVerdict.UNEXPECTED:
-                raise seen.error()
+            try:
+                job = self.get_issuance_job(job_id, merchant_id)
+            except RewardsApiError as exc:
+                if not is_rate_limited(exc):
+                    raise
+                self.log.warning("Poll of job %s rate-limited, will poll again: %s", job_id, exc)
+            else:
+                seen = observe_job(job_id, job, target_states, waiting_states, log=self.log, previous=seen)
+                if seen.verdict is JobVerdict.DONE:
+                    return job
+                if seen.verdict is JobVerdict.UNEXPECTED:
+                    raise seen.error()
             elapsed = max(slept, time.monotonic() - started)
             if timeout is not None and elapsed >= timeout:
                 raise TimeoutError(
-                    f"Issuance job {job_id} still {seen.state} after {elapsed:.0f}s "
-                    f"(waiting for {' or '.join(target_states)})"
+                    f"Issuance job {job_id} still {seen.state if seen else 'unread (rate-limited)'} after "
+                    f"{elapsed:.0f}s (waiting for {' or '.join(target_states)})"
                 )
             delay = poll_interval if timeout is None else min(poll_interval, timeout - elapsed)
             self.transport.sleep(delay)
@@ -273,11 +303,18 @@ class ThanxHook(RewardsBaseHook[ThanxConfig]):
     async def aget_issuance_job(
         self, job_id: str, merchant_id: str | None = None, *, client: httpx.AsyncClient
     ) -> IssuanceJob:
-        """Async :meth:`get_issuance_job` over ``client``, with the same headers and retry rules."""
+        """Async :meth:`get_issuance_job` over ``client``, with the same headers and retry rules.
+
+        Every attempt waits its turn in the event loop's limiter of the credential (shared by all
+        triggers of it in this process), and a 429 pauses that whole credential.
+        """
         config = await self.aget_config()
         path = issuance_job_path(job_id)
         merchant = self.resolve_merchant_id(merchant_id)
-        transport = AsyncTransport(self.vendor, config.base_url, self.build_auth(config), config.settings, client)
+        limiter = shared_limiter(config.credential_key, config.budget)
+        transport = AsyncTransport(
+            self.vendor, config.base_url, self.build_auth(config), config.settings, client, limiter
+        )
         data = await transport.request_json("GET", path, params={"merchant_id": merchant})
         return job_from_response(data, "GET", path)
 

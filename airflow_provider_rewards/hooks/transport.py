@@ -34,8 +34,10 @@ import httpx
 import requests
 
 from airflow_provider_rewards.exceptions import RewardsApiError, RewardsConnectionConfigError, RewardsInputError
+from airflow_provider_rewards.hooks.rate_limit import MAX_PENALTY, AsyncRateLimiter, SyncRateLimiter
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+TOO_MANY_REQUESTS = 429
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 ASYNC_NETWORK_ERRORS = (httpx.TransportError,)
 MAX_ERROR_TEXT = 500
@@ -210,6 +212,14 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text if pattern is None or not text else pattern.sub("***", text)
 
 
+def is_rate_limited(exc: BaseException) -> bool:
+    """Whether ``exc`` is a 429 that outlasted the retries (or asked for a too long ``Retry-After``).
+
+    Waits treat it as a delayed poll, never as a failure: only their deadline ends them.
+    """
+    return isinstance(exc, RewardsApiError) and exc.status_code == TOO_MANY_REQUESTS
+
+
 def vendor_refusal_code(data: Any) -> str | None:
     """The non-zero ``errorCode`` of a decoded 2xx body, or ``None`` when it reports success.
 
@@ -296,14 +306,16 @@ class _RetryingTransport:
         """Return how long to wait before the next attempt, or raise the error if there is none."""
         if status is not None and status not in RETRYABLE_STATUSES:
             raise self.api_error(method, path, status, body, attempt)
+        asked = parse_retry_after(retry_after)
+        delay = asked if asked is not None else self.settings.backoff_delay(attempt)
+        if status == TOO_MANY_REQUESTS:
+            self._throttled(min(delay, MAX_PENALTY))
         if attempt > self.settings.max_retries:
             raise self.api_error(method, path, status, body, attempt)
-        asked = parse_retry_after(retry_after)
         if asked is not None and asked > self.settings.retry_after_max:
             raise self.api_error(
                 method, path, status, f"{body} (Retry-After {asked:.0f}s exceeds retry_after_max)", attempt
             )
-        delay = asked if asked is not None else self.settings.backoff_delay(attempt)
         outcome = f"HTTP {status}" if status is not None else scrub(body, self._secrets)
         log.warning(
             "%s API %s %s: %s; retry %d of %d in %.1fs",
@@ -316,6 +328,9 @@ class _RetryingTransport:
             delay,
         )
         return delay
+
+    def _throttled(self, seconds: float) -> None:
+        """A 429 asked for (or backs off by) ``seconds``; the async transport pauses the whole credential."""
 
     def _delay_after(
         self,
@@ -332,7 +347,7 @@ class _RetryingTransport:
         refusal raises at once, as a 4xx does. A ``streamed`` success is not read (nor checked for
         ``errorCode``): its caller reads it. Every 429 counts in :attr:`throttle_count`.
         """
-        if response.status_code == 429:
+        if response.status_code == TOO_MANY_REQUESTS:
             self.throttle_count += 1
         if response.status_code < 400:
             if streamed or b"errorCode" not in response.content:
@@ -374,6 +389,9 @@ class Transport(_RetryingTransport):
 
     ``verify`` is resolved once by :func:`resolve_ca_bundle` and passed to every request, so an
     explicit connection value wins over ``REQUESTS_CA_BUNDLE`` (requests alone would let it override).
+    With a ``limiter`` (the process's one for the credential), every attempt first waits for its
+    turn; a 429 only delays this thread's own retry (the sync limiter is not paused: one worker
+    process rarely runs two calls of one credential at once).
     """
 
     sleep: Callable[[float], None] = staticmethod(time.sleep)
@@ -386,10 +404,12 @@ class Transport(_RetryingTransport):
         settings: TransportSettings,
         session: requests.Session | None = None,
         verify: bool | str | None = None,
+        limiter: SyncRateLimiter | None = None,
     ) -> None:
         super().__init__(vendor, base_url, auth, settings)
         self.session = session or requests.Session()
         self.verify = resolve_ca_bundle(verify)
+        self.limiter = limiter
 
     def request(
         self,
@@ -415,6 +435,8 @@ class Transport(_RetryingTransport):
         attempt = 0
         while True:
             attempt += 1
+            if self.limiter is not None:
+                self.limiter.acquire()
             try:
                 response = self.session.request(
                     method,
@@ -459,6 +481,9 @@ class AsyncTransport(_RetryingTransport):
     """Asynchronous transport over an ``httpx.AsyncClient`` owned by the caller.
 
     Build that client with ``verify=ssl_verify(...)`` so it trusts the same CAs as :class:`Transport`.
+    With a ``limiter`` (the event loop's one for the credential), every attempt first waits for its
+    turn and a free request slot (``limiter.in_flight``), and a 429 pauses the whole credential for
+    its ``Retry-After`` (or the backoff delay), even when that is too long to retry this request.
     """
 
     sleep: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
@@ -470,9 +495,24 @@ class AsyncTransport(_RetryingTransport):
         auth: httpx.Auth,
         settings: TransportSettings,
         client: httpx.AsyncClient,
+        limiter: AsyncRateLimiter | None = None,
     ) -> None:
         super().__init__(vendor, base_url, auth, settings)
         self.client = client
+        self.limiter = limiter
+
+    def _throttled(self, seconds: float) -> None:
+        if self.limiter is not None:
+            self.limiter.penalize(seconds)
+
+    async def _send(
+        self, method: str, url: str, params: Mapping[str, str] | None, timeout: httpx.Timeout
+    ) -> httpx.Response:
+        if self.limiter is None:
+            return await self.client.request(method, url, params=params, auth=self.auth, timeout=timeout)
+        await self.limiter.acquire()
+        async with self.limiter.in_flight:
+            return await self.client.request(method, url, params=params, auth=self.auth, timeout=timeout)
 
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None) -> httpx.Response:
         """Send a body-less request, retrying transient failures; return a 2xx/3xx response or raise."""
@@ -482,7 +522,7 @@ class AsyncTransport(_RetryingTransport):
         while True:
             attempt += 1
             try:
-                response = await self.client.request(method, url, params=params, auth=self.auth, timeout=timeout)
+                response = await self._send(method, url, params, timeout)
             except ASYNC_NETWORK_ERRORS as exc:
                 delay = self._delay_or_raise(method, path, attempt, status=None, body=self._network_failure(exc))
             else:

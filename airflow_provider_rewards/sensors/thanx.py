@@ -11,8 +11,9 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
-from airflow_provider_rewards.exceptions import RewardsInputError
+from airflow_provider_rewards.exceptions import RewardsApiError, RewardsInputError
 from airflow_provider_rewards.hooks.thanx import DEFAULT_POLL_INTERVAL, JobVerdict, ThanxHook, observe_job
+from airflow_provider_rewards.hooks.transport import is_rate_limited
 from airflow_provider_rewards.triggers.thanx import ThanxIssuanceJobTrigger
 from airflow_provider_rewards.utils.templating import check_when_ready
 from airflow_provider_rewards.utils.validation import require_path_id, require_states
@@ -72,8 +73,17 @@ class ThanxIssuanceJobSensor(BaseSensorOperator):
         return ThanxHook(self.thanx_conn_id)
 
     def _check(self) -> dict[str, Any] | None:
-        """One poll (the hook checks the rendered id): the summary when done, ``None`` while waiting."""
-        job = self.hook.get_issuance_job(self.issuance_job_id, self.merchant_id)
+        """One poll (the hook checks the rendered id): the summary when done, ``None`` while waiting.
+
+        A rate-limited poll (429 after the transport's retries) counts as still waiting.
+        """
+        try:
+            job = self.hook.get_issuance_job(self.issuance_job_id, self.merchant_id)
+        except RewardsApiError as exc:
+            if not is_rate_limited(exc):
+                raise
+            self.log.warning("Poll of job %s rate-limited, will poll again: %s", self.issuance_job_id, exc)
+            return None
         seen = observe_job(self.issuance_job_id, job, self.target_states, self.waiting_states, log=self.log)
         if seen.verdict is JobVerdict.UNEXPECTED:
             raise seen.error()

@@ -1,10 +1,13 @@
 """Trigger that waits, in the triggerer, for a Thanx issuance job to reach a target state.
 
-It only polls: ``GET /partner/issuance_jobs/:id`` through one ``httpx.AsyncClient`` per run, with
-the connection looked up asynchronously. Each poll uses the hook's transport (so 429, 5xx and
-network errors are retried with exponential backoff or ``Retry-After``); a poll that still fails
-counts against ``max_consecutive_failures`` and doubles the wait before the next poll (up to
-ten minutes). Exactly one event is yielded.
+It only polls: ``GET /partner/issuance_jobs/:id``, with the connection looked up asynchronously.
+All triggers of one credential in a triggerer process share one ``httpx.AsyncClient`` (its pool
+sized to the budget, closed when the last of them ends) and one rate limiter (the connection's
+budget; polls wait their turn oldest-due first, so ``poll_interval`` is a minimum). Each poll uses
+the hook's transport (429, 5xx and network errors are retried with backoff or ``Retry-After``); a
+poll that still fails counts against ``max_consecutive_failures`` and doubles the wait before the
+next poll (up to ten minutes). A rate limit (429) never fails the wait: it only delays the next
+poll; only the deadline ends a wait that is still going. Exactly one event is yielded.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_rewards.exceptions import RewardsApiError, RewardsError
+from airflow_provider_rewards.hooks.rate_limit import RateBudget, shared_async_client
 from airflow_provider_rewards.hooks.thanx import (
     DEFAULT_POLL_INTERVAL,
     JobVerdict,
@@ -26,13 +30,14 @@ from airflow_provider_rewards.hooks.thanx import (
     observe_job,
     summarize_job,
 )
-from airflow_provider_rewards.hooks.transport import ssl_verify
+from airflow_provider_rewards.hooks.transport import is_rate_limited, ssl_verify
 
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 10
 MAX_POLL_BACKOFF = 600.0
-# Seconds an idle connection outlives the poll interval, so the next poll reuses it (no new TCP and TLS
-# handshake per poll). httpx drops a connection the server has closed meanwhile before reusing it.
-KEEPALIVE_MARGIN = 30.0
+# Seconds an idle pooled connection is kept: longer than the default 60 s poll interval, so that even a
+# lone trigger's polls reuse one connection (no new TCP and TLS handshake per poll). httpx drops a
+# connection the server has closed meanwhile before reusing it.
+KEEPALIVE_EXPIRY = DEFAULT_POLL_INTERVAL + 30.0
 SERIALIZED_ARGUMENTS = (
     *("issuance_job_id", "merchant_id", "thanx_conn_id", "target_states", "waiting_states"),
     *("poll_interval", "end_time", "max_consecutive_failures"),
@@ -48,10 +53,11 @@ class ThanxIssuanceJobTrigger(BaseTrigger):
     :param target_states: states that end the wait successfully (default ``revoked``).
     :param waiting_states: states expected on the way (default ``revoking``); any other state,
         including an unknown one, ends the wait with an error naming it.
-    :param poll_interval: seconds between polls.
-    :param end_time: epoch seconds after which a ``timeout`` event is sent; ``None`` for no deadline.
+    :param poll_interval: least seconds between polls (the credential's budget may space them more).
+    :param end_time: epoch seconds at which a ``timeout`` event is sent, even mid-poll or while
+        rate-limited; ``None`` for no deadline.
     :param max_consecutive_failures: failed polls in a row (after the transport's own retries)
-        tolerated before giving up with an error event.
+        tolerated before giving up with an error event; a rate-limited poll (429) is not a failure.
 
     Event payload: ``{"status": "success" | "error" | "timeout", "issuance_job_id", "merchant_id",
     "job": <summary or None>, "message"}``.
@@ -96,13 +102,11 @@ class ThanxIssuanceJobTrigger(BaseTrigger):
 
     sleep = staticmethod(asyncio.sleep)
 
-    def _client(self) -> httpx.AsyncClient:
-        """The HTTP client for one run (closed when the run ends, however it ends).
-
-        Its connection is kept alive across the sleep between polls: httpx's default 5 s expiry would
-        close and reopen it at every poll of any interval over 5 s, at 1.3-1.5x the CPU per poll.
-        """
-        limits = httpx.Limits(max_connections=1, keepalive_expiry=self.poll_interval + KEEPALIVE_MARGIN)
+    @staticmethod
+    def _client(budget: RateBudget) -> httpx.AsyncClient:
+        """The client every trigger of one credential in this process shares: a pool of ``budget.pool_size``."""
+        size = budget.pool_size
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=KEEPALIVE_EXPIRY)
         return httpx.AsyncClient(verify=ssl_verify(), limits=limits)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -113,35 +117,50 @@ class ThanxIssuanceJobTrigger(BaseTrigger):
         yield event
 
     async def _wait(self) -> TriggerEvent:
-        """Poll until the job is done, goes astray, fails for good, or the deadline passes."""
+        """Look the connection up, then poll over the credential's shared client until the wait ends."""
         hook = ThanxHook(self.thanx_conn_id)
+        try:
+            config = await hook.aget_config()
+        except RewardsError as exc:  # a misconfigured or missing connection
+            return self._event("error", str(exc))
+        progress: list[Observation] = []  # the last read, kept for the timeout message
+        remaining = None if self.end_time is None else self.end_time - time.time()
+        async with shared_async_client(config.credential_key, lambda: self._client(config.budget)) as client:
+            try:
+                async with asyncio.timeout(remaining) as deadline:
+                    return await self._poll(hook, client, progress)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+        last = f"still {progress[-1].state}" if progress else "never read successfully"
+        return self._event("timeout", f"Issuance job {self.issuance_job_id} was {last} at the deadline")
+
+    async def _poll(self, hook: ThanxHook, client: httpx.AsyncClient, progress: list[Observation]) -> TriggerEvent:
+        """Poll until the job is done, goes astray or fails for good (the caller enforces the deadline)."""
         job_id, failures = self.issuance_job_id, 0
-        seen: Observation | None = None
-        async with self._client() as client:
-            while True:
-                try:
-                    job = await hook.aget_issuance_job(job_id, self.merchant_id, client=client)
-                except RewardsApiError as exc:
+        while True:
+            try:
+                job = await hook.aget_issuance_job(job_id, self.merchant_id, client=client)
+            except RewardsApiError as exc:
+                if is_rate_limited(exc):  # the credential is paused; the next poll waits its turn
+                    self.log.warning("Poll of job %s rate-limited, will poll again: %s", job_id, exc)
+                else:
                     failures += 1
                     if exc.is_client_error or failures >= self.max_consecutive_failures:
                         tries = "" if exc.is_client_error else f" ({failures} failed polls in a row)"
                         return self._event("error", f"{exc}{tries}")
                     self.log.warning("Poll %d of job %s failed, will poll again: %s", failures, job_id, exc)
-                except RewardsError as exc:  # a misconfigured connection or an invalid id
-                    return self._event("error", str(exc))
-                else:
-                    failures = 0
-                    seen = observe_job(
-                        job_id, job, self.target_states, self.waiting_states, log=self.log, previous=seen
-                    )
-                    if seen.verdict is not JobVerdict.WAITING:
-                        status = "success" if seen.verdict is JobVerdict.DONE else "error"
-                        return self._event(status, seen.message, job)
-                delay = self.poll_interval if not failures else min(self.poll_interval * 2**failures, MAX_POLL_BACKOFF)
-                if self.end_time is not None:
-                    remaining = self.end_time - time.time()
-                    if remaining <= 0:
-                        last = f"still {seen.state}" if seen else "never read successfully"
-                        return self._event("timeout", f"Issuance job {job_id} was {last} at the deadline")
-                    delay = min(delay, remaining)
-                await self.sleep(delay)
+            except RewardsError as exc:  # an invalid id
+                return self._event("error", str(exc))
+            else:
+                failures = 0
+                previous = progress[-1] if progress else None
+                seen = observe_job(
+                    job_id, job, self.target_states, self.waiting_states, log=self.log, previous=previous
+                )
+                progress[:] = [seen]
+                if seen.verdict is not JobVerdict.WAITING:
+                    status = "success" if seen.verdict is JobVerdict.DONE else "error"
+                    return self._event(status, seen.message, job)
+            delay = self.poll_interval if not failures else min(self.poll_interval * 2**failures, MAX_POLL_BACKOFF)
+            await self.sleep(delay)

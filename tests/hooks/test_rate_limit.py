@@ -179,10 +179,8 @@ async def test_async_waiter_is_not_served_before_it_is_due():
 async def test_async_penalty_delays_every_waiter_then_resumes():
     limiter = AsyncRateLimiter(NO_LIMIT)
     start = limiter.clock()
-    task = asyncio.gather(limiter.acquire(), limiter.acquire())
-    await asyncio.sleep(0)
     limiter.penalize(0.2)
-    await task
+    await asyncio.gather(limiter.acquire(), limiter.acquire())
     assert limiter.clock() - start >= 0.2
     resumed = limiter.clock()
     await asyncio.gather(*(limiter.acquire() for _ in range(5)))
@@ -207,6 +205,7 @@ async def test_waiter_cancelled_right_after_its_grant_refunds_the_slot(monkeypat
     refunds: list[float] = []
     refund = limiter.refund
     monkeypatch.setattr(limiter, "refund", lambda at: (refunds.append(at), refund(at)))
+    later = asyncio.create_task(limiter.acquire(limiter.clock() + 30))  # keeps the queue non-empty
     granted = asyncio.create_task(limiter.acquire())
     for _ in range(2):  # the waiter queues, then the dispatcher grants it; the waiter has not resumed yet
         await asyncio.sleep(0)
@@ -214,6 +213,18 @@ async def test_waiter_cancelled_right_after_its_grant_refunds_the_slot(monkeypat
     await asyncio.wait_for(limiter.acquire(), timeout=1)  # would wait 5 s if the slot had leaked
     assert granted.cancelled()
     assert len(refunds) == 1
+    later.cancel()
+
+
+async def test_free_slot_with_nobody_queued_is_taken_without_queueing():
+    limiter = AsyncRateLimiter(RateBudget(max_requests_per_second=1, max_requests_per_window=0))
+    await limiter.acquire()
+    assert limiter._dispatcher is None  # granted on the spot
+    second = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    assert not second.done()
+    assert len(limiter._heap) == 1  # no free slot: it queues
+    await asyncio.wait_for(second, timeout=5)
 
 
 async def test_shared_limiter_is_one_per_credential_and_follows_budget_changes():

@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from airflow_provider_rewards.exceptions import RewardsApiError
 from airflow_provider_rewards.hooks.auth import ThanxAuth
+from airflow_provider_rewards.hooks.rate_limit import RateBudget
 from airflow_provider_rewards.hooks.transport import AsyncTransport, Transport, TransportSettings, ssl_verify
 from airflow_provider_rewards.triggers.thanx import ThanxIssuanceJobTrigger
 
@@ -130,6 +131,6 @@ async def test_the_triggers_own_client_trusts_the_ca_bundle_the_hook_trusts(priv
     base_url, ca_file = private_ca_server
     ca_environment.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
     trigger = ThanxIssuanceJobTrigger(issuance_job_id="job_1", merchant_id="m", thanx_conn_id="thanx_default")
-    async with trigger._client() as client:
+    async with trigger._client(RateBudget()) as client:
         response = await client.get(f"{base_url}/partner/scopes")
     assert response.json() == {"scopes": ["rewards.issue"]}

@@ -13,6 +13,7 @@ from airflow.sdk.module_loading import import_string
 
 from airflow_provider_rewards.triggers.thanx import ThanxIssuanceJobTrigger
 from tests.conftest import SECRETS, THANX_MERCHANT, THANX_URL, set_connection
+from tests.triggers.conftest import UNLIMITED
 
 JOB_URL = f"{THANX_URL}/partner/issuance_jobs/job_1?merchant_id={THANX_MERCHANT}"
 CLASSPATH = "airflow_provider_rewards.triggers.thanx.ThanxIssuanceJobTrigger"
@@ -32,9 +33,8 @@ def answers(monkeypatch):
         seen.append(request)
         return queue.pop(0) if len(queue) > 1 else queue[0]  # the last answer repeats
 
-    monkeypatch.setattr(
-        ThanxIssuanceJobTrigger, "_client", lambda self: httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    )
+    client = staticmethod(lambda budget: httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    monkeypatch.setattr(ThanxIssuanceJobTrigger, "_client", client)
     return queue, seen
 
 
@@ -48,7 +48,7 @@ def one_request_per_poll(monkeypatch):
         host=THANX_URL,
         login="c",
         password=SECRETS[0],
-        extra={"max_retries": 0},
+        extra={"max_retries": 0, **UNLIMITED},
     )
 
 

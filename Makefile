@@ -78,3 +78,11 @@ constraints: install
 
 clean:
 	rm -rf $(FLOOR_VENV) $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
+
+# --- docs (helper "release") ---------------------------------------------------------------------------
+# The docs site into site/: MkDocs + mkdocstrings, the reference generated from the docstrings, --strict
+# (any warning fails: a broken link or anchor, an unparsable docstring, a page missing from the nav).
+.PHONY: docs
+docs: install
+	$(BIN)/python -m pip install --quiet $(CONSTRAINT_ARG) -e ".[test,docs]" -e ./sandbox
+	$(BIN)/mkdocs build --strict --site-dir site

@@ -183,3 +183,40 @@ def test_a_200_with_an_error_code_is_a_client_error_not_a_transient_one(hpgames_
     error = info.value
     assert (error.status_code, error.vendor_code, error.is_client_error) == (200, "1003", True)
     assert requests_mock.call_count == 1
+
+
+# --- iter_rewards: the streamed readAll ----------------------------------------------------------------------
+
+
+def test_iter_rewards_streams_through_the_transport_with_its_tls_setting(hpgames_conn, requests_mock, tmp_path):
+    rows = [{"id": R1, "status": "CANCELLED"}, {"id": R2, "status": "CANCELLED"}]
+    requests_mock.post(f"{REWARDS_URL}/readAll", json=[rows])
+    hook = HPGamesHook()
+    bundle = tmp_path / "ca.pem"
+    hook.transport.verify = str(bundle)  # what the connection's verify (or REQUESTS_CA_BUNDLE) resolved to
+    items = hook.iter_rewards(status="CANCELLED", player_id="p1")
+    assert not requests_mock.called  # a generator: nothing is sent before the first item is asked for
+    assert list(items) == rows
+    assert requests_mock.last_request.verify == str(bundle)
+    sent = json.loads(requests_mock.last_request.body)
+    assert (sent["status"], sent["playerId"]) == ("CANCELLED", "p1")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"errorCode": 1003, "errorText": "Merchant disabled"}', "HTTP 200 (1003: Merchant disabled)"),
+        ('[{"id": "a"}, {"errorCode": 1005, "errorText": "later"}]', "HTTP 200 (1005"),
+        ('[{"id": "a"}, {"id": ', "unreadable readAll answer"),
+    ],
+)
+def test_iter_rewards_refusals_and_truncated_bodies_raise(hpgames_conn, requests_mock, body, message):
+    requests_mock.post(f"{REWARDS_URL}/readAll", text=body)
+    with pytest.raises(RewardsApiError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        list(HPGamesHook().iter_rewards())
+
+
+def test_iter_rewards_errors_are_retried_by_the_transport(hpgames_conn, requests_mock, sleeps):
+    requests_mock.post(f"{REWARDS_URL}/readAll", [{"status_code": 503, "text": ""}, {"json": [{"id": R1}]}])
+    assert list(HPGamesHook().iter_rewards()) == [{"id": R1}]
+    assert len(sleeps) == 1

@@ -260,12 +260,7 @@ class HPGamesBatchOperator(HPGamesBaseOperator):
         isolate_rejections: bool,
         read_back: ReadBackFunction | None = None,
     ) -> BatchRunner:
-        """A :class:`BatchRunner` calling ``send`` per batch, logging through this task's logger."""
-        transport = self.hook.transport  # built here, once, before any worker thread uses it
-        if inputs.max_concurrency > DEFAULT_POOL_SIZE:
-            adapter = requests.adapters.HTTPAdapter(pool_maxsize=inputs.max_concurrency)
-            for prefix in ("https://", "http://"):
-                transport.session.mount(prefix, adapter)
+        """A :class:`BatchRunner` calling ``send`` per batch, logging through this task's logger (no request yet)."""
         return BatchRunner(
             send,
             field=inputs.field,
@@ -275,8 +270,16 @@ class HPGamesBatchOperator(HPGamesBaseOperator):
             log=self.log,
             read_back=read_back,
             max_concurrency=inputs.max_concurrency,
-            throttle_count=lambda: getattr(transport, "throttle_count", 0),
+            throttle_count=lambda: getattr(self.hook.transport, "throttle_count", 0),
         )
+
+    def prepare_transport(self, max_concurrency: int) -> None:
+        """Build the hook's transport once, before any worker thread uses it, with a pool for every thread."""
+        transport = self.hook.transport
+        if max_concurrency > DEFAULT_POOL_SIZE:
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=max_concurrency)
+            for prefix in ("https://", "http://"):
+                transport.session.mount(prefix, adapter)
 
     def results_root(self, context: Context, inputs: BatchInputs) -> ObjectStoragePath | None:
         """Where the record goes: ``results_path``, else the documented default for a file, else None (a list)."""
@@ -331,6 +334,7 @@ class HPGamesBatchOperator(HPGamesBaseOperator):
         the run ends. On a stop the summary (plus the failure) is pushed under ``"summary"`` and the error raised.
         """
         root = self.results_root(context, inputs)
+        self.prepare_transport(inputs.max_concurrency)
         if root is None:
             try:
                 runner.run(inputs.source.batches(inputs.batch_size), total_ids=scan.unique)

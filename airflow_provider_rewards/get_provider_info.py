@@ -65,11 +65,12 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "HPGames", "external-doc-url": "https://docs.hplay.games/docs/intro"},
         ],
         "hooks": _modules("hooks", "Thanx", "HPGames"),
-        # The teardown report reads back both vendors; Airflow lists it under each integration.
+        # The teardown report and the scheduled-teardown operators span both vendors; Airflow lists them under each.
         "operators": [
             *_modules("operators", "Thanx", "HPGames"),
             *[
-                {"integration-name": name, "python-modules": [f"{PACKAGE}.operators.report"]}
+                {"integration-name": name, "python-modules": [f"{PACKAGE}.operators.{module}"]}
+                for module in ("report", "campaigns")
                 for name in ("Thanx", "HPGames")
             ],
         ],

@@ -1,0 +1,156 @@
+"""The record of Thanx issuance jobs kept at issuance: Thanx lists no jobs, so the issuer writes their ids down.
+
+Format (one entry per line, UTF-8, ``.gz`` read as gzip; blank lines and lines starting with ``#`` skipped):
+
+- a bare job id: ``job_xyz789`` (its campaign is then read from the job, ``GET /partner/issuance_jobs/:id``);
+- or a JSON object (JSON Lines): ``{"issuance_job_id": "job_xyz789", "campaign_id": "camp_abc123"}``, with an
+  optional ``"merchant_id"``. Other keys are ignored, so the issuer may keep its own fields there.
+
+Both forms may be mixed. A job recorded twice with the same campaign counts once; with two different
+campaigns it is an error naming both lines. Every error names the file and the line and says how to fix it,
+and the whole file is read (and checked) before anything is sent. :func:`append_job_record` writes one
+entry the way an issuing task should (one line per job, appended).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk import Asset, ObjectStoragePath
+
+from airflow_provider_rewards.exceptions import RewardsInputError
+from airflow_provider_rewards.utils.validation import require_id, require_path_id
+
+JOB_ID_KEY = "issuance_job_id"
+CAMPAIGN_ID_KEY = "campaign_id"
+MERCHANT_ID_KEY = "merchant_id"
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+
+
+@dataclass(frozen=True)
+class JobRecordEntry:
+    """One recorded job: its id, its campaign and merchant when recorded, and the 1-based line it came from."""
+
+    issuance_job_id: str
+    campaign_id: str | None
+    merchant_id: str | None
+    line: int
+
+
+def record_path(value: object, field: str = "job_record") -> ObjectStoragePath:
+    """An ObjectStoragePath from a URI string (``file:///x``, ``s3://b/k``, ``/abs/path``), an ObjectStoragePath
+    or an :class:`~airflow.sdk.Asset` (its URI); a :class:`RewardsInputError` naming ``field`` otherwise."""
+    if isinstance(value, Asset):
+        value = value.uri
+    if isinstance(value, ObjectStoragePath):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise RewardsInputError(
+            f"{field} must be a file URI (file:///path, s3://bucket/key), an ObjectStoragePath or an Asset, "
+            f"got {type(value).__name__} {value!r:.60}"
+        )
+    try:
+        return ObjectStoragePath(value)
+    except ValueError as error:  # e.g. no filesystem registered for the scheme
+        raise RewardsInputError(f"{field} {value!r:.80} cannot be opened: {error}") from None
+
+
+def display_location(path: ObjectStoragePath) -> str:
+    """``str(path)`` without a connection id in the URI's userinfo (safe for logs, XCom and records)."""
+    return _USERINFO_RE.sub(r"\1", str(path))
+
+
+def _entry(text: str, location: str, line: int) -> JobRecordEntry:
+    """One non-blank line as an entry, or an error naming the file and line."""
+    where = f"{location} line {line}"
+    if not text.startswith("{"):
+        try:
+            return JobRecordEntry(require_path_id(text, "issuance_job_id"), None, None, line)
+        except RewardsInputError as error:
+            raise RewardsInputError(f"{where}: {error}; write one job id per line, or a JSON object") from None
+    try:
+        data: Any = json.loads(text)
+    except ValueError as error:
+        raise RewardsInputError(
+            f'{where}: not valid JSON ({error.msg}); write {{"{JOB_ID_KEY}": "...", "{CAMPAIGN_ID_KEY}": "..."}}'
+        ) from None
+    if not isinstance(data, dict) or JOB_ID_KEY not in data:
+        raise RewardsInputError(f"{where}: a JSON line needs the key {JOB_ID_KEY!r} (the job id Thanx returned)")
+    try:
+        job_id = require_path_id(data[JOB_ID_KEY], JOB_ID_KEY)
+        campaign = data.get(CAMPAIGN_ID_KEY)
+        merchant = data.get(MERCHANT_ID_KEY)
+        return JobRecordEntry(
+            job_id,
+            None if campaign is None else require_path_id(campaign, CAMPAIGN_ID_KEY),
+            None if merchant is None else require_id(merchant, MERCHANT_ID_KEY),
+            line,
+        )
+    except RewardsInputError as error:
+        raise RewardsInputError(f"{where}: {error}") from None
+
+
+def read_job_record(source: object, *, field: str = "job_record") -> list[JobRecordEntry]:
+    """Every job of the record at ``source`` (see :func:`record_path`), first-seen order, duplicates merged.
+
+    A missing file is an error (a record that was never written is not an empty one). The whole file is
+    validated before this returns, so a bad line stops the teardown before any request.
+    """
+    path = record_path(source, field)
+    location = display_location(path)
+    if not path.exists():
+        raise RewardsInputError(f"{field}: {location} does not exist; point it at the file the issuing process writes")
+    entries: dict[str, JobRecordEntry] = {}
+    with path.open("rt", encoding="utf-8", compression="infer") as lines:
+        try:
+            for number, raw in enumerate(lines, 1):
+                text = raw.strip()
+                if not text or text.startswith("#"):
+                    continue
+                entry = _entry(text, location, number)
+                seen = entries.get(entry.issuance_job_id)
+                if seen is None:
+                    entries[entry.issuance_job_id] = entry
+                elif entry.campaign_id is not None and seen.campaign_id not in (None, entry.campaign_id):
+                    raise RewardsInputError(
+                        f"{location} line {number}: job {entry.issuance_job_id} is recorded for campaign "
+                        f"{entry.campaign_id}, but line {seen.line} records it for {seen.campaign_id}; fix the record"
+                    )
+                elif seen.campaign_id is None and entry.campaign_id is not None:
+                    entries[entry.issuance_job_id] = JobRecordEntry(
+                        seen.issuance_job_id, entry.campaign_id, seen.merchant_id or entry.merchant_id, seen.line
+                    )
+        except UnicodeDecodeError as error:
+            raise RewardsInputError(f"{location}: not UTF-8 text ({error.reason}); write the record as UTF-8") from None
+    return list(entries.values())
+
+
+def iter_job_ids(source: object, *, field: str = "job_record") -> Iterator[str]:
+    """The recorded job ids only, validated (see :func:`read_job_record`)."""
+    for entry in read_job_record(source, field=field):
+        yield entry.issuance_job_id
+
+
+def append_job_record(
+    destination: object, issuance_job_id: str, campaign_id: str, merchant_id: str | None = None
+) -> None:
+    """Append one entry (a JSON line) to the record at ``destination``: call it with the ``issuance_job``
+    that ``POST /partner/campaigns/issue`` returned. Creates the file (and its parents on a local path)."""
+    path = record_path(destination, "destination")
+    entry: dict[str, str] = {
+        JOB_ID_KEY: require_path_id(issuance_job_id, JOB_ID_KEY),
+        CAMPAIGN_ID_KEY: require_path_id(campaign_id, CAMPAIGN_ID_KEY),
+    }
+    if merchant_id is not None:
+        entry[MERCHANT_ID_KEY] = require_id(merchant_id, MERCHANT_ID_KEY)
+    if path.protocol in ("", "file", "local"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    previous = path.read_text(encoding="utf-8") if path.exists() else ""
+    if previous and not previous.endswith("\n"):
+        previous += "\n"
+    # Object stores have no append: the record is rewritten whole (records are small: one line per job).
+    path.write_text(previous + json.dumps(entry, separators=(",", ":")) + "\n", encoding="utf-8")

@@ -161,6 +161,7 @@ class _Batch:
     ids: list[str]
     outcomes: dict[str, IdOutcome] = field(default_factory=dict)
     read_back: ReadBack | None = None  # the batch's refusal read-back, made once
+    epoch: int = 0  # the concurrency window's epoch when the batch was sent
 
     def known(self) -> list[IdOutcome]:
         return list(self.outcomes.values())
@@ -308,22 +309,32 @@ class BatchRunner:
         pending: dict[Future[list[IdOutcome]], _Batch] = {}
         stops: list[_BatchStopped] = []
         seen_throttles = self._throttles()
-        pool = ThreadPoolExecutor(self.max_concurrency, "bulk-cancel") if self.max_concurrency > 1 else None
+        ahead: deque[_Batch] = deque()  # the next batch, read from the source while requests are in flight
+        epoch = [0]  # +1 at each decrease: a batch sent before it does not raise the window (it saw the old one)
+
+        def refill() -> None:
+            while not stops and len(pending) < self.window:
+                batch = requeued.popleft() if requeued else ahead.popleft() if ahead else self._next(source, settled)
+                if batch is None:
+                    return
+                batch.epoch = epoch[0]
+                pending[pool.submit(self._settle_batch, batch)] = batch
+
+        # Even at max_concurrency 1 the request runs in a worker thread: checkpoint writes and reading the
+        # next batch overlap the request in flight (a batch is still checkpointed only once settled).
+        pool = ThreadPoolExecutor(self.max_concurrency, "bulk-cancel")
         try:
             while True:
-                while not stops and len(pending) < self.window:
-                    batch = requeued.popleft() if requeued else self._next(source, settled)
-                    if batch is None:
-                        break
-                    pending[self._submit(pool, batch)] = batch
+                refill()
                 if not pending:
                     break
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                ready: list[tuple[int, list[IdOutcome]]] = []
                 for future in sorted(finished, key=lambda done: pending[done].number):
                     batch = pending.pop(future)
                     clean = True
                     try:
-                        outcomes = future.result()
+                        ready.append((batch.number, future.result()))
                     except _Throttled as throttled:
                         clean = False
                         requeued.append(throttled.batch)
@@ -334,17 +345,23 @@ class BatchRunner:
                         stops.append(stop)
                         if self.on_open is not None:
                             self.on_open(stop.batch.number, stop.batch.known())
-                    else:
-                        self._settle(batch.number, outcomes)
                     now = self._throttles()
                     if not clean or now > seen_throttles:
-                        self.window = max(1, self.window // 2)
-                    elif self.window < self.max_concurrency:
+                        if batch.epoch == epoch[0]:  # one decrease per throttling episode
+                            self.window = max(1, self.window // 2)
+                            epoch[0] += 1
+                    elif self.window < self.max_concurrency and batch.epoch == epoch[0]:
                         self.window += 1
                     seen_throttles = now
+                refill()  # the next requests go out before this thread writes the checkpoints
+                for number, outcomes in ready:
+                    self._settle(number, outcomes)
+                if not stops and not ahead and not requeued:
+                    upcoming = self._next(source, settled)
+                    if upcoming is not None:
+                        ahead.append(upcoming)
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         if stops:
             stops.sort(key=lambda stop: stop.batch.number)
             raise self._failure(stops) from stops[0].error
@@ -363,16 +380,6 @@ class BatchRunner:
             self.settled_numbers.add(number)
             self.resumed_batches += 1
         return None
-
-    def _submit(self, pool: ThreadPoolExecutor | None, batch: _Batch) -> Future[list[IdOutcome]]:
-        if pool is not None:
-            return pool.submit(self._settle_batch, batch)
-        future: Future[list[IdOutcome]] = Future()
-        try:
-            future.set_result(self._settle_batch(batch))
-        except (_BatchStopped, _Throttled) as stopped:
-            future.set_exception(stopped)
-        return future
 
     def _settle(self, number: int, outcomes: list[IdOutcome]) -> None:
         """Count a settled batch, report it, log progress."""

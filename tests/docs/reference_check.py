@@ -22,7 +22,7 @@ SKIPPED_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD
 
 
 def registered_operator_classes(kinds: tuple[str, ...] = ("operators", "sensors")) -> list[type]:
-    """The concrete operators of the modules ``get_provider_info()`` registers: no class there extends them."""
+    """Every operator class defined in the modules ``get_provider_info()`` registers, bases included."""
     found: list[type] = []
     for kind in kinds:
         for entry in get_provider_info().get(kind, []):
@@ -31,7 +31,17 @@ def registered_operator_classes(kinds: tuple[str, ...] = ("operators", "sensors"
                 for _, cls in inspect.getmembers(module, inspect.isclass):
                     if cls.__module__ == module_name and issubclass(cls, BaseOperator) and cls not in found:
                         found.append(cls)
-    return [cls for cls in found if not any(other is not cls and issubclass(other, cls) for other in found)]
+    return found
+
+
+def subclasses_among(cls: type, classes: list[type]) -> list[type]:
+    """The classes of ``classes`` that extend ``cls`` (not ``cls`` itself)."""
+    return [other for other in classes if other is not cls and issubclass(other, cls)]
+
+
+def leaves(classes: list[type]) -> list[type]:
+    """The classes of ``classes`` that none of the others extends: the operators users instantiate."""
+    return [cls for cls in classes if not subclasses_among(cls, classes)]
 
 
 def documented(cls: type) -> set[str]:
@@ -63,14 +73,32 @@ def arguments(cls: type) -> Iterator[tuple[str, type]]:
             yield name, klass
 
 
-def undocumented(cls: type) -> list[str]:
-    """A message per argument of ``cls`` without ``:param``, in its docstring or its defining class's."""
+def undocumented(cls: type, family: list[type] | None = None) -> list[str]:
+    """A message per argument of ``cls`` without ``:param``, in its docstring or its defining class's.
+
+    A base class of ``family`` (the other registered operators) may leave an argument to the operators
+    that extend it instead, when every one of those without subclasses of its own documents it (that is
+    where users read it).
+    """
+    heirs = leaves(subclasses_among(cls, family or []))
+
+    def covered(name: str, owner: type) -> bool:
+        if name in documented(cls) | documented(owner):
+            return True
+        return bool(heirs) and all(not undocumented_in(heir, name) for heir in heirs)
+
     return [
         f"{cls.__name__}: argument {name!r} (of {owner.__name__}.__init__) has no ':param {name}:' in the "
         f"docstring of {cls.__name__}" + ("" if owner is cls else f" or of {owner.__name__}")
         for name, owner in arguments(cls)
-        if name not in documented(cls) | documented(owner)
+        if not covered(name, owner)
     ]
+
+
+def undocumented_in(cls: type, name: str) -> bool:
+    """Whether argument ``name`` of ``cls`` lacks a ``:param`` in ``cls``'s docstring and its defining class's."""
+    owner = next(owner for argument, owner in arguments(cls) if argument == name)
+    return name not in documented(cls) | documented(owner)
 
 
 def unknown(cls: type) -> list[str]:

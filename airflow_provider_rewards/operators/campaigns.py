@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Context, ObjectStoragePath
+from airflow.sdk import AssetAlias, Context, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_rewards.exceptions import RewardsError, RewardsInputError
@@ -40,6 +40,7 @@ from airflow_provider_rewards.hooks.thanx import ThanxHook
 from airflow_provider_rewards.operators._base import RewardsBaseOperator
 from airflow_provider_rewards.operators.hpgames import DEFAULT_BATCH_SIZE, HPGamesBulkCancelRewardsOperator
 from airflow_provider_rewards.utils.job_record import JobRecordEntry, display_location, read_job_record, record_path
+from airflow_provider_rewards.utils.record import RESULTS_ASSET_ALIAS
 from airflow_provider_rewards.utils.validation import at_most_one, parse_bool, require_id, require_int
 
 LIVE = "IN_PROGRESS"
@@ -262,6 +263,14 @@ def count_lines(path: ObjectStoragePath) -> int:
         return sum(1 for line in lines if line.strip())
 
 
+def with_results_alias(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the results record's AssetAlias added to ``outlets``, as the bulk cancel operator declares
+    it: the composed bulk cancel emits its results file's Asset event through this task."""
+    outlets = kwargs.pop("outlets", None)
+    outlets = [] if outlets is None else list(outlets) if isinstance(outlets, list | tuple) else [outlets]
+    return {**kwargs, "outlets": [*outlets, AssetAlias(RESULTS_ASSET_ALIAS)]}
+
+
 def _bulk_cancel_takes_paths() -> bool:
     return "reward_ids_path" in inspect.signature(HPGamesBulkCancelRewardsOperator.__init__).parameters
 
@@ -425,7 +434,7 @@ class HPGamesCancelRewardsOfConfigurationOperator(RewardsBaseOperator):
         hpgames_conn_id: str = HPGamesHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_results_alias(kwargs))
         self.reward_configuration_id = reward_configuration_id
         self.external_reward_configuration_id = external_reward_configuration_id
         if results_path is None:
@@ -847,7 +856,7 @@ class HPGamesCancelPlannedRewardsOperator(RewardsBaseOperator):
         hpgames_conn_id: str = HPGamesHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_results_alias(kwargs))
         self.plan_path, self.results_path = plan_path, results_path
         self.batch_size = batch_size if isinstance(batch_size, str) else check_batch_size(batch_size)
         self.resume, self.dry_run = resume, dry_run

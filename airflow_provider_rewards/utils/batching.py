@@ -360,11 +360,27 @@ class BatchRunner:
                     upcoming = self._next(source, settled)
                     if upcoming is not None:
                         ahead.append(upcoming)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:  # interrupted (a signal, a failed checkpoint write): report what was in flight
+            for batch in pending.values():
+                self._report_interrupted(batch)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         if stops:
             stops.sort(key=lambda stop: stop.batch.number)
             raise self._failure(stops) from stops[0].error
+
+    def _report_interrupted(self, batch: _Batch) -> None:
+        """Report a batch still in flight when the run was interrupted: its unknown ids are ``unconfirmed``."""
+        if self.on_open is None:
+            return
+        known = dict(batch.outcomes)  # copied in one step while its worker may still write to it
+        why = "in flight when the run was interrupted; it may or may not have been applied"
+        outcomes = [known.get(item) or IdOutcome(item, Outcome.UNCONFIRMED, message=why) for item in batch.ids]
+        try:
+            self.on_open(batch.number, outcomes)
+        except Exception as error:  # the interruption is what gets raised; this is only logged
+            self.log.warning("Could not note batch %d as open: %s", batch.number, error)
 
     def _throttles(self) -> int:
         return self.throttle_count() if self.throttle_count is not None else 0

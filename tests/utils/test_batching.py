@@ -274,3 +274,24 @@ def test_a_429_that_outlasts_the_retries_sends_the_batch_again_at_half_the_windo
 def test_max_concurrency_is_bounded():
     with pytest.raises(ValueError, match="max_concurrency must be 1 to 16"):
         make_runner(FakeVendor(), Checkpoints(), max_concurrency=17)
+
+
+class Interrupted(BaseException):
+    """Stands for a signal raised in the main thread (Airflow's task termination)."""
+
+
+def test_an_interruption_reports_the_batches_in_flight_as_unconfirmed():
+    vendor = FakeVendor(delay=lambda ids: 0.3 if IDS[10] in ids else 0.0)
+    checkpoints = Checkpoints()
+
+    def settle(number: int, outcomes: list[IdOutcome]) -> None:
+        checkpoints.settle(number, outcomes)
+        raise Interrupted
+
+    runner = make_runner(vendor, checkpoints, max_concurrency=2)
+    runner.on_settled = settle
+    with pytest.raises(Interrupted):
+        runner.run(IDS)
+    assert list(checkpoints.settled) == [1]
+    assert [(o.id, o.outcome) for o in checkpoints.open[2]] == [(item, Outcome.UNCONFIRMED) for item in IDS[10:20]]
+    assert "interrupted" in checkpoints.open[2][0].message

@@ -1,10 +1,13 @@
 """A real Airflow deployment for end-to-end tests: api-server, scheduler (LocalExecutor), dag-processor
 and triggerer, each started with ``subprocess.Popen`` in its own process group, on 127.0.0.1 only.
+Any other process (a database, a broker, a Celery worker, a second triggerer) can join the same stack
+(:meth:`AirflowStack.start_process`, :meth:`AirflowStack.start_airflow`), and one can be killed mid-run
+(:meth:`AirflowStack.kill`); ``tests/e2e/distributed/cluster.py`` builds a CeleryExecutor cluster this way.
 
 Every component writes stdout and stderr to its own files under ``logs_dir``. :meth:`AirflowStack.stop`
-always terminates every process group (SIGTERM, a grace period, then SIGKILL) and also kills any
-descendant that left its group; it is idempotent, so a test may stop the stack early (to scan the
-logs) and the fixture teardown stops it again.
+always terminates every process group (SIGTERM, a grace period, then SIGKILL; Airflow components before
+the services they use) and also kills any descendant that left its group; it is idempotent, so a test may
+stop the stack early (to scan the logs) and the fixture teardown stops it again.
 """
 
 from __future__ import annotations
@@ -88,22 +91,38 @@ class Deadline:
 
 @dataclass
 class Component:
-    """One started Airflow process (leader of its own process group) and its output files."""
+    """One started process (leader of its own process group) and its output files.
+
+    ``service`` components (a database, a broker) are stopped after every other one; a component
+    killed on purpose (``killed``) no longer fails :meth:`AirflowStack.check_alive`.
+    """
 
     name: str
     process: subprocess.Popen[bytes]
     stdout: Path
     stderr: Path
+    service: bool = False
+    killed: bool = False
+    #: The name asked for (``name`` gets a ``-2``, ``-3`` suffix when a component is started again).
+    role: str = ""
 
 
 class AirflowStack:
-    """Start, query and stop the four Airflow components sharing one ``AIRFLOW_HOME``."""
+    """Start, query and stop Airflow components (by default the four of ``COMPONENTS``, sharing one
+    ``AIRFLOW_HOME``) and any service process they need."""
 
-    def __init__(self, env: Mapping[str, str], port: int, logs_dir: Path) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        port: int,
+        logs_dir: Path,
+        components: tuple[tuple[str, tuple[str, ...]], ...] = COMPONENTS,
+    ) -> None:
         self.env = dict(env)
         self.port = port
         self.logs_dir = logs_dir
         self.base_url = f"http://127.0.0.1:{port}"
+        self.specs = components
         self.components: list[Component] = []
         self.http = requests.Session()
         self.http.trust_env = False  # never route loopback calls through a proxy from the environment
@@ -112,39 +131,101 @@ class AirflowStack:
     # Lifecycle
     # ---------------------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start every component of ``components`` (the constructor's), in order."""
+        for name, args in self.specs:
+            self.start_airflow(name, args)
+
+    def start_airflow(self, name: str, args: tuple[str, ...], env: Mapping[str, str] | None = None) -> Component:
+        """Start ``airflow <args>`` (``{port}`` replaced by the api-server's) as component ``name``;
+        ``env`` defaults to the stack's environment."""
+        command = [sys.executable, "-m", "airflow", *(arg.format(port=self.port) for arg in args)]
+        return self.start_process(name, command, env=self.env if env is None else env)
+
+    def start_process(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        service: bool = False,
+    ) -> Component:
+        """Start any process as component ``name`` in its own process group, stdout/stderr to
+        ``logs_dir/<name>.{stdout,stderr}.log`` (a restarted name gets ``<name>-2``, ...); ``user``
+        runs it as that user (the caller must be root)."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        for name, args in COMPONENTS:
-            stdout, stderr = self.logs_dir / f"{name}.stdout.log", self.logs_dir / f"{name}.stderr.log"
-            command = [sys.executable, "-m", "airflow", *(arg.format(port=self.port) for arg in args)]
-            with stdout.open("wb") as out, stderr.open("wb") as err:
-                process = subprocess.Popen(
-                    command, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
-                )
-            self.components.append(Component(name, process, stdout, stderr))
+        taken = {c.name for c in self.components}
+        unique = next(n for n in (name, *(f"{name}-{i}" for i in range(2, 1000))) if n not in taken)
+        stdout, stderr = self.logs_dir / f"{unique}.stdout.log", self.logs_dir / f"{unique}.stderr.log"
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            process = subprocess.Popen(
+                command,
+                env=dict(self.env if env is None else env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                user=user,
+                group=user,
+                extra_groups=[] if user else None,
+            )
+        component = Component(unique, process, stdout, stderr, service=service, role=name)
+        self.components.append(component)
+        return component
+
+    def component(self, name: str) -> Component:
+        """The live component started as ``name`` (the latest one if it was started again)."""
+        live = [c for c in self.components if c.role == name and not c.killed]
+        if not live:
+            raise self.fail(f"no live component {name!r}")
+        return live[-1]
+
+    def kill(self, component: Component, sig: signal.Signals = signal.SIGKILL) -> int | None:
+        """Send ``sig`` to the component's process group and every descendant (a crash, not a shutdown);
+        wait for it to exit and return its exit code. :meth:`check_alive` ignores it from then on."""
+        component.killed = True
+        descendants = self._descendants(component)
+        self._signal_group(component, sig)
+        for child in descendants:
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            component.process.wait(timeout=30)
+        return component.process.poll()
 
     def stop(self, grace: float = 20.0) -> dict[str, int | None]:
-        """SIGTERM every process group, wait up to ``grace`` seconds, then SIGKILL what is left.
+        """SIGTERM every process group, wait up to ``grace`` seconds, then SIGKILL what is left;
+        Airflow components first, then the services (database, broker) they use.
 
         Returns each component's exit code (negative: killed by that signal). Idempotent.
         """
+        for tier in (False, True):
+            self._stop_tier([c for c in self.components if c.service is tier], grace)
+        self.http.close()
+        return {component.name: component.process.returncode for component in self.components}
+
+    def _stop_tier(self, components: list[Component], grace: float) -> None:
         descendants: list[psutil.Process] = []
-        for component in self.components:
-            with contextlib.suppress(psutil.Error):
-                descendants += psutil.Process(component.process.pid).children(recursive=True)
+        for component in components:
+            descendants += self._descendants(component)
             self._signal_group(component, signal.SIGTERM)
         end = time.monotonic() + grace
-        for component in self.components:
+        for component in components:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 component.process.wait(timeout=max(0.1, end - time.monotonic()))
-        for component in self.components:
+        for component in components:
             self._signal_group(component, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 component.process.wait(timeout=5)
         for child in descendants:  # a task runner or worker that moved to another process group
             with contextlib.suppress(psutil.Error):
                 child.kill()
-        self.http.close()
-        return {component.name: component.process.returncode for component in self.components}
+
+    @staticmethod
+    def _descendants(component: Component) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.Error):
+            return psutil.Process(component.process.pid).children(recursive=True)
+        return []
 
     @staticmethod
     def _signal_group(component: Component, sig: signal.Signals) -> None:
@@ -169,7 +250,11 @@ class AirflowStack:
         return StackError(f"{message}\n\n{self.tails()}")
 
     def check_alive(self) -> None:
-        dead = [f"{c.name} (exit code {c.process.returncode})" for c in self.components if c.process.poll() is not None]
+        dead = [
+            f"{c.name} (exit code {c.process.returncode})"
+            for c in self.components
+            if not c.killed and c.process.poll() is not None
+        ]
         if dead:
             raise self.fail(f"Airflow component(s) exited: {', '.join(dead)}")
 

@@ -186,7 +186,7 @@ class ResultsRecord:
         self.field = field
         self.location = display_location(self.root)
         self._checkpoint = self.root / CHECKPOINT_DIR
-        self._settled: dict[int, Counter[Outcome]] = {}
+        self._settled: set[int] = set()  # batch numbers with a part (not their counts: memory ~ N/batch_size)
         self._open: dict[int, dict[str, IdOutcome]] = {}
         self._counts: Counter[Outcome] = Counter()
         self._started_at: str | None = None
@@ -297,7 +297,7 @@ class ResultsRecord:
             "settled_batches_at_start": len(settled),
         }
         self._write_atomic(self.root / MANIFEST_FILE, _dump(document))
-        self._settled = dict(settled)
+        self._settled = set(settled)
         self._open = {}
         self._started_at, self._first_started_at = started_at, first_started_at or started_at
         return settled
@@ -333,7 +333,7 @@ class ResultsRecord:
         }
         data = json.dumps(header).encode("ascii") + b"\n" + text.encode("ascii")
         self._write_atomic(self._part(number), data)
-        self._settled[number] = counts
+        self._settled.add(number)
         self._open.pop(number, None)
 
     def _render(self, number: int, outcomes: Iterable[IdOutcome]) -> tuple[str, Counter[Outcome]]:

@@ -274,3 +274,20 @@ def test_the_results_alias_is_added_to_the_outlets_passed():
     operator = bulk(reward_ids=uuids(1), outlets=[report])
     assert operator.outlets == [report, AssetAlias(RESULTS_ASSET_ALIAS)]
     assert bulk(reward_ids=uuids(1)).outlets == [AssetAlias(RESULTS_ASSET_ALIAS)]
+
+
+def test_object_storage_paths_are_accepted_and_rendered(hpgames_conn, requests_mock, task_context, id_file):
+    from airflow.sdk import DAG, ObjectStoragePath
+
+    ids = uuids(2)
+    accepted = answer_bulk(requests_mock)
+    source = id_file(ids)
+    with DAG("storage_paths", schedule=None):
+        operator = bulk(
+            reward_ids_path=ObjectStoragePath(f"file://{source}"),
+            results_path=ObjectStoragePath(f"file://{source}.{{{{ params.suffix }}}}"),
+        )
+    operator.render_template_fields({**task_context, "params": {"suffix": "audit"}})
+    result = operator.execute(task_context)
+    assert accepted == [ids]
+    assert result["results_path"] == f"file://{source}.audit/results.jsonl"

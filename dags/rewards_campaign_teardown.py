@@ -7,14 +7,37 @@ nothing, says so in the report task's log, and succeeds. Pass the targets at tri
         "hpgames_reward_ids": ["<uuid>"], "hpgames_external_reward_ids": ["ext-1"],
         "hpgames_player_ids": ["player-1"], "reward_configuration_id": null}'
 
+At campaign scale (10^5 to 10^7 rewards) pass files instead of lists: a warehouse export, one id per
+line, or a CSV / JSON Lines file with ``hpgames_ids_column`` naming the column or key (``.gz`` is read
+as gzip). Any URI an installed fsspec filesystem serves works (``file://``, ``s3://``, ``gs://`` ...)::
+
+    airflow dags trigger rewards_campaign_teardown -c '{
+        "hpgames_reward_ids_path": "s3://exports/campaign-42/rewards.csv.gz", "hpgames_ids_column": "reward_id",
+        "hpgames_results_path": "s3://exports/campaign-42/teardown"}'
+
+Each file has its own task next to the list's; a list left empty and a path left null skip their task.
+Ids are streamed (memory grows with the batch size, not with the file), the whole file is validated
+before the first cancel, and the task writes a record of every id (``results.jsonl``: one line per id
+with its outcome, plus ``summary.json`` and ``manifest.json``) under
+``<hpgames_results_path>/<task_id>/``, or, when that param is null, next to the file
+(``<file>.results/<dag_id>/<run_id>/<task_id>/``). A retry, or a new run with the same
+``hpgames_results_path``, resumes after the last batch the record settled.
+
 Flow:
 1. ``revoke_thanx_jobs``: one mapped task per issuance job. Retry-safe: a job already revoking or
    revoked counts as done.
 2. ``wait_until_revoked``: a deferrable sensor per job, so waiting holds no worker slot.
 3. ``cancel_rewards_by_id``, ``cancel_rewards_by_external_id``, ``cancel_rewards_by_player``:
    batched HPGames cancellations, in parallel with the Thanx branch.
+   ``cancel_rewards_by_id_file``, ``cancel_rewards_by_external_id_file``, ``cancel_rewards_by_player_file``:
+   the same for the ids in files.
 4. ``teardown_report``: :class:`~airflow_provider_rewards.operators.report.RewardsTeardownReportOperator`
-   (``all_done``): reads every target back and fails naming what is left or could not be read.
+   (``all_done``): reads every target given as a list back and fails naming what is left or could not
+   be read; it also fails the run when any task of it failed. Ids given as files are not read back by
+   the report (that would hold millions of ids): their audit is each file task's record, complete even
+   when the task fails, in which every id ends ``cancelled`` or ``already_cancelled`` when the task
+   succeeded, and ``refused`` (with HTTP status and vendor code), ``unconfirmed`` or ``not_attempted``
+   when it did not (then the task, so the run, fails).
 
 An empty list skips its branch. ``dry_run`` validates and logs everything that would be done
 and changes nothing. Running the DAG twice is safe: the second run finds everything torn down.
@@ -43,9 +66,36 @@ POLL_INTERVAL = float(os.environ.get("REWARDS_TEARDOWN_POLL_INTERVAL", "60"))
 RETRY_DELAY = float(os.environ.get("REWARDS_TEARDOWN_RETRY_DELAY", "60"))
 
 
+# Each HPGames task's record goes to <hpgames_results_path>/<task_id>; with the param null, to the operator's
+# default (next to a file source; no record for a list).
+RESULTS_PATH = (
+    "{{ (params.hpgames_results_path.rstrip('/') ~ '/' ~ task.task_id) if params.hpgames_results_path else None }}"
+)
+
+
+# A path left null renders to an empty file, so its task skips like an empty list (if_empty="skip"), and the
+# ids column goes only to a task that has a file (a one-id-per-line file refuses a column).
+NO_FILE = "/dev/null"
+
+
+def file_of(param: str) -> str:
+    """The template of a path param: the path, or the empty :data:`NO_FILE`."""
+    return "{{ params." + param + " or '" + NO_FILE + "' }}"
+
+
+def ids_column_for(param: str) -> str:
+    """The template of ``ids_column`` for the task reading the file in ``param``."""
+    return "{{ params.hpgames_ids_column if params." + param + " else None }}"
+
+
 def id_list(title: str, description: str) -> Param:
     """A list-of-ids param that defaults to empty: a destructive DAG carries no targets of its own."""
     return Param([], type="array", items={"type": "string"}, title=title, description=description)
+
+
+def optional_text(title: str, description: str) -> Param:
+    """A path, column or id param that defaults to null: no file, no filter."""
+    return Param(None, type=["null", "string"], title=title, description=description)
 
 
 with DAG(
@@ -67,6 +117,22 @@ with DAG(
         ),
         "hpgames_player_ids": id_list(
             "HPGames player ids", "Players whose live rewards are all cancelled (narrowed by reward_configuration_id)."
+        ),
+        "hpgames_reward_ids_path": optional_text(
+            "File of HPGames reward ids", "URI or path of a file of reward ids (UUIDs), e.g. a warehouse export."
+        ),
+        "hpgames_external_reward_ids_path": optional_text(
+            "File of HPGames external reward ids", "URI or path of a file of the ids your system gave the rewards."
+        ),
+        "hpgames_player_ids_path": optional_text(
+            "File of HPGames player ids", "URI or path of a file of players whose live rewards are all cancelled."
+        ),
+        "hpgames_ids_column": optional_text(
+            "Id column of the files", "CSV header or JSON Lines key holding the ids. Not needed for one id per line."
+        ),
+        "hpgames_results_path": optional_text(
+            "Where the records go",
+            "Folder (URI) for each HPGames task's record, under <task_id>/. Default: next to each file.",
         ),
         "reward_configuration_id": Param(
             None,
@@ -105,12 +171,14 @@ with DAG(
     cancel_by_id = HPGamesBulkCancelRewardsOperator(
         task_id="cancel_rewards_by_id",
         reward_ids="{{ params.hpgames_reward_ids }}",
+        results_path=RESULTS_PATH,
         if_empty="skip",
         dry_run="{{ params.dry_run }}",
     )
     cancel_by_external_id = HPGamesBulkCancelRewardsOperator(
         task_id="cancel_rewards_by_external_id",
         external_ids="{{ params.hpgames_external_reward_ids }}",
+        results_path=RESULTS_PATH,
         if_empty="skip",
         dry_run="{{ params.dry_run }}",
     )
@@ -118,9 +186,43 @@ with DAG(
         task_id="cancel_rewards_by_player",
         player_ids="{{ params.hpgames_player_ids }}",
         reward_configuration_id="{{ params.reward_configuration_id }}",
+        results_path=RESULTS_PATH,
         if_empty="skip",
         dry_run="{{ params.dry_run }}",
     )
+    cancel_by_id_file = HPGamesBulkCancelRewardsOperator(
+        task_id="cancel_rewards_by_id_file",
+        reward_ids_path=file_of("hpgames_reward_ids_path"),
+        ids_column=ids_column_for("hpgames_reward_ids_path"),
+        results_path=RESULTS_PATH,
+        if_empty="skip",
+        dry_run="{{ params.dry_run }}",
+    )
+    cancel_by_external_id_file = HPGamesBulkCancelRewardsOperator(
+        task_id="cancel_rewards_by_external_id_file",
+        external_ids_path=file_of("hpgames_external_reward_ids_path"),
+        ids_column=ids_column_for("hpgames_external_reward_ids_path"),
+        results_path=RESULTS_PATH,
+        if_empty="skip",
+        dry_run="{{ params.dry_run }}",
+    )
+    cancel_by_player_file = HPGamesCancelRewardsByQueryOperator(
+        task_id="cancel_rewards_by_player_file",
+        player_ids_path=file_of("hpgames_player_ids_path"),
+        ids_column=ids_column_for("hpgames_player_ids_path"),
+        reward_configuration_id="{{ params.reward_configuration_id }}",
+        results_path=RESULTS_PATH,
+        if_empty="skip",
+        dry_run="{{ params.dry_run }}",
+    )
+    cancel_tasks = [
+        cancel_by_id,
+        cancel_by_external_id,
+        cancel_by_player,
+        cancel_by_id_file,
+        cancel_by_external_id_file,
+        cancel_by_player_file,
+    ]
 
     # all_done (the operator default): the report runs even after a failed task and says what is left.
     report = RewardsTeardownReportOperator(
@@ -135,4 +237,4 @@ with DAG(
         dry_run="{{ params.dry_run }}",
     )
 
-    [wait, cancel_by_id, cancel_by_external_id, cancel_by_player] >> report
+    [wait, *cancel_tasks] >> report

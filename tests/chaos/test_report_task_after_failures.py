@@ -86,6 +86,9 @@ def test_the_report_runs_after_failed_tasks(dag):
         "cancel_rewards_by_id",
         "cancel_rewards_by_external_id",
         "cancel_rewards_by_player",
+        "cancel_rewards_by_id_file",
+        "cancel_rewards_by_external_id_file",
+        "cancel_rewards_by_player_file",
     }
 
 

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import copy
+import gzip
+import json
+from pathlib import Path
+
 import pytest
 import rewards_sandbox as seed
+from airflow.dag_processing.dagbag import DagBag
 from rewards_sandbox.demo import FLAGSHIP_DAG_ID, Targets, demo_params, teardown_report
+from rewards_sandbox.testing import reward_statuses
+
+from tests.dags.conftest import DAGS_FOLDER
 
 pytestmark = pytest.mark.e2e
+
+LIST_TASKS = ("cancel_rewards_by_id", "cancel_rewards_by_external_id", "cancel_rewards_by_player")
+FILE_TASKS = ("cancel_rewards_by_id_file", "cancel_rewards_by_external_id_file", "cancel_rewards_by_player_file")
+PATH_PARAMS = {
+    "cancel_rewards_by_id_file": ("reward_ids_path", "hpgames_reward_ids_path"),
+    "cancel_rewards_by_external_id_file": ("external_ids_path", "hpgames_external_reward_ids_path"),
+    "cancel_rewards_by_player_file": ("player_ids_path", "hpgames_player_ids_path"),
+}
 
 
 def report_for(sandbox, before, params):
@@ -100,12 +117,7 @@ def test_empty_lists_skip_their_branches(run_example, sandbox):
     result = run_example(FLAGSHIP_DAG_ID, params)
     assert result.succeeded, result.output[-5000:]
     states = run_example.states(FLAGSHIP_DAG_ID, result.run_id)
-    for task_id in (
-        "revoke_thanx_jobs",
-        "wait_until_revoked",
-        "cancel_rewards_by_external_id",
-        "cancel_rewards_by_player",
-    ):
+    for task_id in ("revoke_thanx_jobs", "wait_until_revoked", *LIST_TASKS[1:], *FILE_TASKS):
         assert states[task_id] == ["skipped"], (task_id, states)
     assert states["cancel_rewards_by_id"] == ["success"]
     assert states["teardown_report"] == ["success"]
@@ -123,3 +135,82 @@ def test_external_ids_are_verified_when_read_all_shows_them(run_example, sandbox
     assert result.succeeded, result.output[-5000:]
     assert "cannot be read back" not in result.output
     assert "Teardown complete" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids from files: the path params
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def flagship():
+    return DagBag(dag_folder=str(DAGS_FOLDER / "rewards_campaign_teardown.py")).dags[FLAGSHIP_DAG_ID]
+
+
+def rendered(dag, task_id: str, params: dict) -> object:
+    """The DAG's task with its templates rendered from ``params`` (defaults first), as a run would."""
+    task = copy.deepcopy(dag.task_dict[task_id])
+    context = {"params": {**dag.params.dump(), **params}, "task": task}
+    task.render_template_fields(context, jinja_env=dag.get_template_env())
+    return task
+
+
+def results_lines(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_each_path_param_feeds_one_file_task_and_the_records_go_under_the_task_id(flagship):
+    for task_id, (argument, param) in PATH_PARAMS.items():
+        task = rendered(flagship, task_id, {param: "s3://exports/ids.csv", "hpgames_ids_column": "id"})
+        assert (getattr(task, argument), task.ids_column) == ("s3://exports/ids.csv", "id")
+        empty = rendered(flagship, task_id, {"hpgames_ids_column": "id"})
+        assert (getattr(empty, argument), empty.ids_column) == ("/dev/null", None)  # an empty file: the task skips
+    for task_id in (*LIST_TASKS, *FILE_TASKS):
+        task = rendered(flagship, task_id, {"hpgames_results_path": "s3://exports/teardown/"})
+        assert task.results_path == f"s3://exports/teardown/{task_id}"
+        assert rendered(flagship, task_id, {}).results_path is None  # the operator's default location
+    assert set(flagship.task_dict["teardown_report"].upstream_task_ids) >= {*LIST_TASKS, *FILE_TASKS}
+
+
+def test_a_warehouse_export_is_torn_down_from_its_file_with_a_record_of_every_id(run_example, sandbox, tmp_path):
+    """A CSV export (header, a column among others, one id in upper case, one repeated) through the path param."""
+    ids = list(seed.DEMO_HPGAMES_CANCEL_BY_ID_REWARD_IDS)
+    rows = [f"{rid.upper() if n == 0 else rid},player-x,{n}" for n, rid in enumerate([*ids, ids[1]])]
+    export = tmp_path / "export.csv"
+    export.write_text("reward_id,player,row\n" + "\n".join(rows) + "\n")
+    records = tmp_path / "records"
+    before = sandbox.snapshot()
+    params = {"hpgames_reward_ids_path": str(export), "hpgames_ids_column": "reward_id"}
+    result = run_example(FLAGSHIP_DAG_ID, {**params, "hpgames_results_path": str(records)})
+    assert result.succeeded, result.output[-5000:]
+    after = reward_statuses(sandbox.snapshot())
+    assert {rid: after[rid] for rid in ids} == dict.fromkeys(ids, "CANCELLED")
+    changed = {rid for rid, status in reward_statuses(before).items() if after[rid] != status}
+    assert changed == set(ids)
+    lines = results_lines(records / "cancel_rewards_by_id_file")
+    assert sorted(line["id"] for line in lines) == sorted(ids)  # once each, the repeat dropped
+    assert {line["outcome"] for line in lines} == {"cancelled"}
+    states = run_example.states(FLAGSHIP_DAG_ID, result.run_id)
+    assert states["cancel_rewards_by_id_file"] == ["success"]
+    assert all(states[task_id] == ["skipped"] for task_id in (*LIST_TASKS, *FILE_TASKS[1:])), states
+
+
+def test_player_and_external_id_files_default_their_records_next_to_the_file(run_example, sandbox, tmp_path):
+    players = tmp_path / "players.txt.gz"
+    players.write_bytes(gzip.compress("\n".join(seed.DEMO_HPGAMES_QUERY_PLAYER_IDS).encode() + b"\n"))
+    externals = tmp_path / "external_ids.txt"
+    externals.write_text("\n".join(seed.DEMO_HPGAMES_CANCEL_BY_EXTERNAL_IDS) + "\n")
+    params = {
+        "hpgames_player_ids_path": str(players),
+        "hpgames_external_reward_ids_path": str(externals),
+        "reward_configuration_id": seed.DEMO_HPGAMES_EXTERNAL_CONFIG_UUID,
+    }
+    result = run_example(FLAGSHIP_DAG_ID, params)
+    assert result.succeeded, result.output[-5000:]
+    after = reward_statuses(sandbox.snapshot())
+    cancelled = {*seed.DEMO_HPGAMES_QUERY_REWARD_IDS, *seed.DEMO_HPGAMES_CANCEL_BY_EXTERNAL_REWARD_IDS}
+    assert {rid for rid in cancelled if after[rid] != "CANCELLED"} == set()
+    run = f"{FLAGSHIP_DAG_ID}/{result.run_id}"
+    player_lines = results_lines(tmp_path / f"players.txt.gz.results/{run}/cancel_rewards_by_player_file")
+    assert sorted(line["id"] for line in player_lines) == sorted(seed.DEMO_HPGAMES_QUERY_PLAYER_IDS)
+    external_lines = results_lines(tmp_path / f"external_ids.txt.results/{run}/cancel_rewards_by_external_id_file")
+    assert sorted(line["id"] for line in external_lines) == sorted(seed.DEMO_HPGAMES_CANCEL_BY_EXTERNAL_IDS)
+    assert {line["outcome"] for line in [*player_lines, *external_lines]} == {"cancelled"}

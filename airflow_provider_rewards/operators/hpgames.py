@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -576,22 +577,8 @@ class HPGamesBulkCancelRewardsOperator(HPGamesBatchOperator):
 
         def read(ids: list[str]) -> ReadBack:
             wanted = set(ids)
-            found: set[str] = set()
-            without_external_id = 0
-            for item in self.hook.iter_rewards(status=CANCELLED):
-                if item.get("status") != CANCELLED:  # a vendor that ignores the filter cannot fake a cancel
-                    continue
-                if field == "reward_ids":
-                    value = str(item.get("id", "")).lower()
-                elif "externalId" in item:
-                    value = item["externalId"]
-                else:
-                    without_external_id += 1
-                    continue
-                if value in wanted:
-                    found.add(value)
-                    if len(found) == len(wanted):
-                        break
+            with closing(self.hook.iter_rewards(status=CANCELLED)) as items:  # closed at once on an early exit
+                found, without_external_id = self.match_cancelled(items, field, wanted)
             reason = (
                 NO_EXTERNAL_ID_REASON.format(count=without_external_id)
                 if without_external_id and len(found) < len(wanted)
@@ -600,6 +587,30 @@ class HPGamesBulkCancelRewardsOperator(HPGamesBatchOperator):
             return ReadBack(frozenset(found), reason)
 
         return read
+
+    @staticmethod
+    def match_cancelled(items: Iterable[Mapping[str, Any]], field: str, wanted: set[str]) -> tuple[set[str], int]:
+        """The ``wanted`` ids among CANCELLED readAll ``items``, and how many items had no ``externalId``.
+
+        Stops reading as soon as every wanted id was found.
+        """
+        found: set[str] = set()
+        without_external_id = 0
+        for item in items:
+            if item.get("status") != CANCELLED:  # a vendor that ignores the filter cannot fake a cancel
+                continue
+            if field == "reward_ids":
+                value = str(item.get("id", "")).lower()
+            elif "externalId" in item:
+                value = item["externalId"]
+            else:
+                without_external_id += 1
+                continue
+            if value in wanted:
+                found.add(value)
+                if len(found) == len(wanted):
+                    break
+        return found, without_external_id
 
     def cancel(self, context: Context) -> dict[str, Any]:
         inputs = self.check_inputs(rendered=True)

@@ -108,3 +108,18 @@ def test_reconcile_refusals_false_keeps_the_refusal(hpgames_sandbox, task_contex
     assert outcomes_by_id(result["results_path"])[ids[5]] == "refused"
     assert (result["refused"], result["cancelled"], result["read_backs"]) == (1, 9, 0)
     assert sandbox_calls(server, "readAll") == []
+
+
+def test_a_read_back_item_that_is_not_cancelled_never_counts(hpgames_conn, requests_mock, task_context, id_file):
+    """A vendor that ignores readAll's status filter cannot turn a refusal into already_cancelled."""
+    from tests.operators.test_hpgames import READ_ALL, answer_bulk, containing, uuids
+
+    ids = uuids(3)
+    answer_bulk(requests_mock, containing(ids[1], 409, {"errorCode": 1010, "errorText": "already cancelled"}))
+    requests_mock.post(READ_ALL, json=[{"id": ids[1], "status": "IN_PROGRESS"}, {"id": ids[0], "status": "CANCELLED"}])
+    result = bulk(reward_ids_path=id_file(ids), fail_on_rejected=False).execute(task_context)
+    assert outcomes_by_id(result["results_path"]) == {
+        ids[0]: "already_cancelled",
+        ids[1]: "refused",
+        ids[2]: "cancelled",
+    }

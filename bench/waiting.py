@@ -18,6 +18,13 @@ triggers: K trigger instances are created one at a time with ``await asyncio.sle
   Its polls go through the same routing, authentication and lookup in the sandbox; the answer is
   smaller than a job, which favours the baseline.
 
+* budgeted: ours again, on connection ``thanx_budgeted`` (the default budget: 4 requests/s and
+  1,800 per 900 s), ``--budget-k`` triggers (10,000) on one credential, against the sandbox with
+  ``rate_limit`` 5/s,2000/900s (the published Thanx limits) set for this side only. The budget, not
+  the poll interval, paces these polls: after a ramp, requests/s and 429s over a steady window come
+  from the sandbox's request log. The unbudgeted ``ours`` side (connection extra with both limits 0)
+  is the one compared with ``HttpSensorTrigger``.
+
 Measured in the client process only: RSS after every trigger completed ``--settle-polls`` polls
 minus RSS before the first was created, per trigger; CPU seconds (``time.process_time()``) over a
 steady window divided by the polls completed in it (a poll = one call of
@@ -25,12 +32,13 @@ steady window divided by the polls completed in it (a poll = one call of
 event-loop lag as the oversleep of a ticker coroutine (``asyncio.sleep(0.01)``), worst over the
 whole run (startup included) and over the steady window. Logs go to a file, as in a triggerer.
 
-Usage: ``python bench/waiting.py [--k 1000] [--poll-interval S] [--window S]``
+Usage: ``python bench/waiting.py [--k 1000] [--budget-k 10000] [--poll-interval S] [--window S]``
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import http.client
 import json
 import os
@@ -60,6 +68,9 @@ TARGET_RSS_KB = 30.0
 TARGET_CPU_RATIO = 1.0
 TARGET_LAG_MS = 100.0
 LAG_TARGET_K = 1000
+BUDGET_TARGET_K = 10_000
+VENDOR_RATE_LIMIT = "5/s,2000/900s"  # the published Thanx limits, enforced by the sandbox for the budgeted side
+UNLIMITED = {"max_requests_per_second": 0, "max_requests_per_window": 0}
 EXPERIMENTS = ("gc-freeze", "per-poll-client")
 
 
@@ -182,7 +193,7 @@ class GcWatch:
 def instrument(kind: str, polls: Polls, experiments: list[str] = ()):
     """Count completed polls with the same thin wrapper on both sides; return ``make(key) -> trigger``."""
     poll_interval = float(os.environ["BENCH_POLL_INTERVAL"])
-    if kind == "ours":
+    if kind in ("ours", "budgeted"):
         from airflow_provider_rewards.hooks.thanx import ThanxHook
         from airflow_provider_rewards.triggers.thanx import ThanxIssuanceJobTrigger
 
@@ -199,7 +210,7 @@ def instrument(kind: str, polls: Polls, experiments: list[str] = ()):
         if "per-poll-client" in experiments:
             import httpx
 
-            from airflow_provider_rewards.triggers.thanx import _ssl_context
+            from airflow_provider_rewards.hooks.transport import ssl_verify
 
             class PerPollClient:
                 """Stands in for the per-run client: every request gets its own AsyncClient, closed at once."""
@@ -211,13 +222,19 @@ def instrument(kind: str, polls: Polls, experiments: list[str] = ()):
                     return None
 
                 async def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
-                    async with httpx.AsyncClient(verify=_ssl_context()) as client:
+                    async with httpx.AsyncClient(verify=ssl_verify()) as client:
                         return await client.request(*args, **kwargs)
 
-            ThanxIssuanceJobTrigger._client = lambda self: PerPollClient()
+                async def aclose(self) -> None:
+                    return None
+
+            ThanxIssuanceJobTrigger._client = staticmethod(lambda budget: PerPollClient())
+        conn_id = "thanx_budgeted" if kind == "budgeted" else "thanx_default"
 
         def make(key: str):
-            return ThanxIssuanceJobTrigger(issuance_job_id=key, merchant_id=MERCHANT_ID, poll_interval=poll_interval)
+            return ThanxIssuanceJobTrigger(
+                issuance_job_id=key, merchant_id=MERCHANT_ID, thanx_conn_id=conn_id, poll_interval=poll_interval
+            )
 
         return make
 
@@ -276,6 +293,55 @@ def child(args: Any) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def budgeted() -> dict[str, Any]:
+        """K triggers queued on one budget: the request rate and 429s the sandbox saw over a steady window."""
+        ticker_task = asyncio.create_task(ticker.run())
+        warm = [asyncio.create_task(consume(make(warm_job_id(i)))) for i in range(4)]
+        await until(lambda: polls.first >= 4, 120, "warm-up")
+        await stop(warm)
+        polls.reset()
+        gc.collect()
+        await asyncio.sleep(0.5)
+        rss_before, started = c.rss_mb(), time.perf_counter()
+        ticker.stage = "startup"
+        tasks = []
+        for index in range(args.k):
+            await asyncio.sleep(0)
+            tasks.append(asyncio.create_task(consume(make(job_id(index)))))
+            await asyncio.sleep(0)
+        created = time.perf_counter() - started
+        await asyncio.sleep(args.ramp)  # the queue forms; the pace settles to the budget
+        ticker.stage = "steady"
+        cpu_a, polls_a, wall_a, epoch_a = time.process_time(), polls.total, time.perf_counter(), time.time()
+        polls.latencies.clear()
+        rss_samples = []
+        while time.perf_counter() - wall_a < args.window:
+            await asyncio.sleep(min(0.5, max(0.0, args.window - (time.perf_counter() - wall_a))))
+            rss_samples.append(c.rss_mb())
+        cpu_b, polls_b, wall_b, epoch_b = time.process_time(), polls.total, time.perf_counter(), time.time()
+        ticker.stage = "end"
+        statuses = sorted({str(event.get("status")) for event in events if isinstance(event, dict)})
+        polled = polls.first  # before the cancellation below, which the wrapper would count
+        await stop(tasks)
+        ticker_task.cancel()
+        return {
+            "kind": args.kind,
+            "k": args.k,
+            "create_s": created,
+            "ramp_s": args.ramp,
+            "window_s": wall_b - wall_a,
+            "window_epoch": [epoch_a, epoch_b],
+            "window_polls": polls_b - polls_a,
+            "polls_per_s": (polls_b - polls_a) / (wall_b - wall_a),
+            "cpu_per_poll_us": (cpu_b - cpu_a) * 1e6 / max(1, polls_b - polls_a),
+            "triggers_polled": polled,
+            "rss_before_mb": rss_before,
+            "rss_per_trigger_kb": (statistics.median(rss_samples) - rss_before) * 1024 / args.k,
+            "lag_steady_max_ms": ticker.summary("steady")["max_ms"],
+            "events": len(events),
+            "event_statuses": statuses,
+        }
 
     async def main() -> dict[str, Any]:
         ticker_task = asyncio.create_task(ticker.run())
@@ -359,7 +425,7 @@ def child(args: Any) -> None:
             "peak_rss_mb": c.peak_rss_mb(),
         }
 
-    c.write_result(args.result_file, asyncio.run(main()))
+    c.write_result(args.result_file, asyncio.run(budgeted() if args.kind == "budgeted" else main()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,19 +454,54 @@ def run_side(
 ) -> dict[str, Any]:
     sandbox.admin("DELETE", "requests")
     server_cpu = sandbox.cpu_seconds()
-    child_args = ["--kind", kind, "--k", str(args.k), "--window", str(args.window)]
-    child_args += ["--settle-polls", str(args.settle_polls)]
+    k = args.budget_k if kind == "budgeted" else args.k
+    child_args = ["--kind", kind, "--k", str(k), "--window", str(args.window)]
+    child_args += ["--settle-polls", str(args.settle_polls), "--ramp", str(args.ramp)]
     child_args += [f"--experiment={name}" for name in args.experiment]
     result = c.run_child(Path(__file__), child_args, env, workdir, f"waiting-{kind}-{repeat}", timeout=3600)
     result["server_cpu_s"] = sandbox.cpu_seconds() - server_cpu
     result["server_requests"] = sandbox.request_tally()
     requests = sum(result["server_requests"].values())
     result["server_cpu_per_request_us"] = result["server_cpu_s"] * 1e6 / max(1, requests)
+    if kind == "budgeted":
+        return budget_figures(result, sandbox)
     c.say(
         f"  {kind} run {repeat + 1}: {result['k']:,} triggers waiting after {result['settled_s']:.1f} s, "
         f"{result['window_polls']:,} polls in {result['window_s']:.1f} s, "
         f"{result['rss_per_trigger_kb']:.1f} KB/trigger, {result['cpu_per_poll_us']:.0f} us CPU/poll, "
         f"worst lag {result['lag_max_ms']:.1f} ms; sandbox saw {result['server_requests']}"
+    )
+    return result
+
+
+def budget_figures(result: dict[str, Any], sandbox: c.Sandbox) -> dict[str, Any]:
+    """Add what the sandbox saw in the budgeted side's steady window: requests, their peak per second, 429s."""
+    start, end = result["window_epoch"]
+    times, throttled = [], 0
+    for entry in sandbox.admin("GET", "requests")["requests"]:
+        at = dt.datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
+        if entry["path"].startswith("/partner/issuance_jobs/") and start <= at <= end:
+            times.append(at)
+            throttled += entry["status"] == 429
+    times.sort()
+    first = 0
+    peak = 0
+    for last, at in enumerate(times):
+        while times[first] <= at - 1.0:
+            first += 1
+        peak = max(peak, last - first + 1)
+    result.update(
+        server_window_requests=len(times),
+        server_requests_per_s=max(0, len(times) - 1) / max(1e-9, end - start),  # n requests, n - 1 intervals
+        server_peak_per_1s=peak,
+        server_window_429=throttled,
+    )
+    c.say(
+        f"  budgeted: {result['k']:,} triggers on one credential, created in {result['create_s']:.1f} s; "
+        f"after a {result['ramp_s']:g} s ramp the sandbox saw {len(times)} requests in {end - start:.1f} s "
+        f"({result['server_requests_per_s']:.2f}/s, at most {peak} in any 1 s), {throttled} x 429; "
+        f"{result['rss_per_trigger_kb']:.1f} KB/trigger, {result['triggers_polled']:,} triggers polled at least once, "
+        f"worst steady lag {result['lag_steady_max_ms']:.1f} ms"
     )
     return result
 
@@ -418,6 +519,12 @@ def main() -> int:
     parser.add_argument(
         "--settle-polls", type=int, default=1 if quick else 2, help="polls every trigger completes first (2; quick 1)"
     )
+    parser.add_argument(
+        "--budget-k", type=int, default=BUDGET_TARGET_K, help="budgeted triggers on one credential (10000; 0 skips)"
+    )
+    parser.add_argument(
+        "--ramp", type=float, default=5.0 if quick else 20.0, help="budgeted side: s before its window (20; quick 5)"
+    )
     parser.add_argument("--revoke-seconds", type=float, default=86_400.0, help="sandbox revoke duration")
     parser.add_argument(
         "--repeat", type=int, default=1 if quick else 2, help="runs per side, interleaved (default 2; quick 1)"
@@ -431,7 +538,7 @@ def main() -> int:
         "(Airflow's triggerer does not); per-poll-client = "
         "our trigger opens an httpx.AsyncClient per poll instead of holding one for the whole run",
     )
-    parser.add_argument("--kind", choices=("ours", "http"), help=argparse.SUPPRESS)
+    parser.add_argument("--kind", choices=("ours", "http", "budgeted"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -447,11 +554,11 @@ def main() -> int:
     )
     with c.workdir("waiting") as workdir:
         seed_file = workdir / "seed.json"
-        c.write_seed(seed_file, seed(args.k))
+        c.write_seed(seed_file, seed(max(args.k, args.budget_k)))
         with c.sandbox_process(
             seed_file, revoke_seconds=args.revoke_seconds, log_file=workdir / "sandbox.log"
         ) as sandbox:
-            jobs = [job_id(i) for i in range(args.k)] + [warm_job_id(i) for i in range(WARMUP)]
+            jobs = [job_id(i) for i in range(max(args.k, args.budget_k))] + [warm_job_id(i) for i in range(WARMUP)]
             seconds = revoke_all(sandbox.base_url, jobs)
             c.say(
                 f"  sandbox: pid {sandbox.pid}, {sandbox.base_url}, ready in {sandbox.startup_seconds:.1f} s; "
@@ -465,7 +572,14 @@ def main() -> int:
                         "host": sandbox.base_url,
                         "login": CLIENT_ID,
                         "password": ACCESS_TOKEN,
-                        "extra": {"merchant_id": MERCHANT_ID},
+                        "extra": {"merchant_id": MERCHANT_ID, **UNLIMITED},
+                    },
+                    "thanx_budgeted": {
+                        "conn_type": "thanx",
+                        "host": sandbox.base_url,
+                        "login": CLIENT_ID,
+                        "password": ACCESS_TOKEN,
+                        "extra": {"merchant_id": MERCHANT_ID},  # the default budget
                     },
                     "thanx_http": {"conn_type": "http", "host": sandbox.base_url},
                 },
@@ -475,7 +589,14 @@ def main() -> int:
             for repeat in range(args.repeat):  # interleaved, so that drift on the machine hits both sides alike
                 for kind in runs:
                     runs[kind].append(run_side(kind, args, env, sandbox, workdir, repeat))
-    return report(args, combine(runs["ours"]), combine(runs["http"]))
+            budgeted = None
+            if args.budget_k:
+                sandbox.admin("POST", "faults", {"rate_limit": VENDOR_RATE_LIMIT})
+                try:
+                    budgeted = run_side("budgeted", args, env, sandbox, workdir, 0)
+                finally:
+                    sandbox.admin("POST", "faults", {"rate_limit": None})
+    return report(args, combine(runs["ours"]), combine(runs["http"]), budgeted)
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -502,7 +623,7 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return combined
 
 
-def report(args: Any, ours: dict[str, Any], theirs: dict[str, Any]) -> int:
+def report(args: Any, ours: dict[str, Any], theirs: dict[str, Any], budgeted: dict[str, Any] | None) -> int:
     def row(label: str, key: str, fmt: str = "{:,.1f}", ratio: bool = True) -> list[str]:
         a, b = ours[key], theirs[key]
         shown = f"{a / b:.2f}x" if ratio and isinstance(a, int | float) and b else ""
@@ -537,7 +658,7 @@ def report(args: Any, ours: dict[str, Any], theirs: dict[str, Any]) -> int:
         row("events before cancel", "events", "{:,}", ratio=False),
     ]
     c.say("")
-    c.table(rows, ["figure", "ThanxIssuanceJobTrigger", "HttpSensorTrigger", "ours/theirs"])
+    c.table(rows, ["figure", "ThanxIssuanceJobTrigger (no budget)", "HttpSensorTrigger", "ours/theirs"])
     problems = []
     for side in (ours, theirs):
         if side["events"] or side["finished_before_end"]:
@@ -573,6 +694,14 @@ def report(args: Any, ours: dict[str, Any], theirs: dict[str, Any]) -> int:
         ratio <= TARGET_CPU_RATIO,
         prefix=prefix,
     )
+    p50, their_p50 = ours["poll_latency_p50_ms"], theirs["poll_latency_p50_ms"]
+    c.target(
+        "poll latency p50 vs HttpSensorTrigger",
+        f"{p50:,.1f} ms vs {their_p50:,.1f} ms{at}",
+        "<= theirs",
+        p50 <= their_p50,
+        prefix=prefix,
+    )
     c.target(
         "worst loop lag at 1,000 triggers",
         f"{lag:.1f} ms{at} (HttpSensorTrigger {theirs['lag_max_ms']:.1f} ms)",
@@ -580,6 +709,19 @@ def report(args: Any, ours: dict[str, Any], theirs: dict[str, Any]) -> int:
         lag < TARGET_LAG_MS and args.k >= LAG_TARGET_K,  # fewer triggers cannot prove the 1,000-trigger goal
         prefix=prefix,
     )
+    if budgeted is not None:
+        from airflow_provider_rewards.hooks.rate_limit import RateBudget
+
+        rate, limit = budgeted["server_requests_per_s"], RateBudget().max_requests_per_second
+        rss, throttled = budgeted["rss_per_trigger_kb"], budgeted["server_window_429"]
+        at = "" if budgeted["k"] == BUDGET_TARGET_K else f", measured at {budgeted['k']:,} triggers"
+        c.target(
+            "10,000 waits on one credential within budget",
+            f"{rate:.2f} requests/s, {throttled} x 429 over {budgeted['window_s']:.0f} s, {rss:.1f} KB per trigger{at}",
+            f"<= {limit:g}/s, 0 x 429, <= {TARGET_RSS_KB:.0f} KB",
+            rate <= limit and not throttled and rss <= TARGET_RSS_KB and budgeted["k"] >= BUDGET_TARGET_K,
+            prefix=prefix,
+        )
     return 0
 
 

@@ -56,12 +56,16 @@ class RateBudget:
 
     @property
     def pool_size(self) -> int:
-        """Connections (and requests in flight) per credential: twice the per-process rate, 4 to 16; 16 unlimited."""
+        """Connections (and requests in flight) per credential and process: the per-process rate, 4 to 8.
+
+        More would not go faster: httpcore's pool does work per connection on every request, and at
+        16 connections one loop sends fewer requests per second than at 4 (``docs/benchmarks.md``).
+        """
         rate = self.max_requests_per_second / self.triggerer_count
-        return MAX_POOL_SIZE if not rate else max(MIN_POOL_SIZE, min(MAX_POOL_SIZE, math.ceil(2 * rate)))
+        return MAX_POOL_SIZE if not rate else max(MIN_POOL_SIZE, min(MAX_POOL_SIZE, math.ceil(rate)))
 
 
-MIN_POOL_SIZE, MAX_POOL_SIZE = 4, 16
+MIN_POOL_SIZE, MAX_POOL_SIZE = 4, 8
 #: Longest pause one 429 can impose on a credential (a Retry-After beyond it is taken as this).
 MAX_PENALTY = 86_400.0
 

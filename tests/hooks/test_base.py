@@ -95,3 +95,8 @@ def test_every_task_closes_its_session_after_execute(thanx_conn, hpgames_conn, r
         assert make is hpgames_bulk_failing
     assert requests_mock.call_count == 1
     assert len(closed) == 1
+
+
+def test_only_thanx_hooks_pace_their_requests(thanx_conn, hpgames_conn):
+    assert ThanxHook().transport.limiter is not None  # the default budget: 4/s, 1,800 per 900 s
+    assert HPGamesHook().transport.limiter is None  # HPGames documents no rate limit

@@ -16,8 +16,10 @@ from airflow_provider_rewards.hooks.rate_limit import (
     RateBudget,
     SyncRateLimiter,
     credential_key,
+    reset_sync_limiters,
     shared_async_client,
     shared_limiter,
+    sync_limiter,
 )
 from tests.conftest import THANX_CLIENT_ID, THANX_TOKEN, THANX_URL
 
@@ -261,3 +263,38 @@ async def test_registry_keys_never_hold_the_secret():
     async with shared_async_client(key, httpx.AsyncClient):
         registry = [*rate_limit._limiters.values(), *rate_limit._clients.values()]
         assert all(THANX_TOKEN not in name and THANX_CLIENT_ID not in name for table in registry for name in table)
+
+
+@pytest.mark.parametrize(
+    ("budget", "limited", "pool"),
+    [
+        (RateBudget(), True, 4),  # 4/s
+        (RateBudget(max_requests_per_second=6.5), True, 7),  # one connection per request/s
+        (RateBudget(max_requests_per_second=1), True, 4),  # at least 4
+        (RateBudget(max_requests_per_second=100), True, 8),  # at most 8
+        (RateBudget(max_requests_per_second=24, triggerer_count=4), True, 6),  # this triggerer's share: 6/s
+        (RateBudget(max_requests_per_second=0), True, 8),  # a window alone still limits
+        (NO_LIMIT, False, 8),
+    ],
+)
+def test_limited_and_pool_size_follow_the_budget(budget, limited, pool):
+    assert (budget.limited, budget.pool_size) == (limited, pool)
+
+
+def test_sync_limiter_is_one_per_credential_per_process_and_reset_forgets_it():
+    reset_sync_limiters()
+    key = credential_key(THANX_URL, THANX_CLIENT_ID)
+    first = sync_limiter(key, RateBudget())
+    assert sync_limiter(key, NO_LIMIT) is first
+    assert first.budget == NO_LIMIT
+    assert sync_limiter(credential_key(THANX_URL, "another-client"), RateBudget()) is not first
+    reset_sync_limiters()
+    assert sync_limiter(key, RateBudget()) is not first
+
+
+async def test_a_penalty_shows_in_paused_for_and_requests_in_flight_are_capped_at_the_pool_size():
+    limiter = AsyncRateLimiter(NO_LIMIT)
+    assert limiter.paused_for() == 0
+    limiter.penalize(900)
+    assert 899 < limiter.paused_for() <= 900
+    assert limiter.in_flight._value == NO_LIMIT.pool_size

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from airflow_provider_rewards.exceptions import (
     RewardsInputError,
     RewardsJobStateError,
 )
+from airflow_provider_rewards.hooks.rate_limit import RateBudget, credential_key, reset_sync_limiters
 from airflow_provider_rewards.hooks.thanx import THANX_PRODUCTION_URL, JobVerdict, ThanxHook, observe_job, summarize_job
 from tests.conftest import (
     THANX_CLIENT_ID,
@@ -96,6 +98,8 @@ def test_legacy_prefixed_extra_field_is_read(monkeypatch):
         ({"login": "c", "password": THANX_TOKEN, "host": "ftp://x"}, "host (API base URL)"),
         ({"login": "c", "password": THANX_TOKEN, "extra": {"read_timeout": "soon"}}, "extra.read_timeout"),
         ({"login": "c", "password": THANX_TOKEN, "extra": {"max_retries": -1}}, "extra.max_retries"),
+        ({"login": "c", "password": THANX_TOKEN, "extra": {"max_requests_per_second": "fast"}}, "extra.max_requests"),
+        ({"login": "c", "password": THANX_TOKEN, "extra": {"triggerer_count": 0}}, "extra.triggerer_count"),
     ],
 )
 def test_bad_connection_fields_name_the_connection_and_field(monkeypatch, assert_no_secrets, fields, named):
@@ -319,3 +323,50 @@ def test_observe_job_logs_a_state_only_when_it_changed(caplog):
         "Issuance job job_1: state revoking, 10% done",
         "Issuance job job_1: state revoking, 50% done",
     ]
+
+
+def budget_conn(monkeypatch, conn_id: str, **budget: object) -> str:
+    set_connection(
+        monkeypatch,
+        conn_id,
+        conn_type="thanx",
+        host=THANX_URL,
+        login=THANX_CLIENT_ID,
+        password=THANX_TOKEN,
+        extra=budget,
+    )
+    return conn_id
+
+
+def test_the_budget_and_credential_key_come_from_the_connection(monkeypatch):
+    budget_conn(monkeypatch, "thanx_budget", max_requests_per_second="2.5", window_seconds=60, triggerer_count=2)
+    config = ThanxHook("thanx_budget").config
+    assert config.budget == RateBudget(2.5, 1800, 60.0, 2)
+    assert config.credential_key == credential_key(THANX_URL, THANX_CLIENT_ID)
+    assert THANX_TOKEN not in repr(config)
+
+
+def test_sync_hooks_of_one_credential_share_one_limiter_and_are_spaced_by_it(monkeypatch, requests_mock):
+    reset_sync_limiters()
+    budget_conn(monkeypatch, "thanx_a", max_requests_per_second=10, max_requests_per_window=0)
+    budget_conn(monkeypatch, "thanx_b", max_requests_per_second=10, max_requests_per_window=0)  # same credential
+    requests_mock.get(f"{THANX_URL}/partner/scopes", json={"scopes": []})
+    first, second = ThanxHook("thanx_a"), ThanxHook("thanx_b")
+    assert first.transport.limiter is second.transport.limiter is not None
+    started = time.monotonic()
+    for hook in (first, second, first, second):
+        hook.get_scopes()
+    assert time.monotonic() - started >= 3 * 0.1 - 0.01  # 10/s: 100 ms between grants, across both hooks
+    assert requests_mock.call_count == 4
+
+
+def test_a_connection_without_limits_gets_no_sync_limiter(monkeypatch):
+    budget_conn(monkeypatch, "thanx_free", max_requests_per_second=0, max_requests_per_window=0)
+    assert ThanxHook("thanx_free").transport.limiter is None
+
+
+def test_a_rate_limited_poll_of_a_blocking_wait_is_a_delayed_poll(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(JOB_URL, [{"status_code": 429}, {"json": {"issuance_job": {**JOB, "state": "revoked"}}}])
+    job = ThanxHook(max_retries=0).wait_for_job_state("job_1", poll_interval=5)
+    assert job["state"] == "revoked"
+    assert sleeps == [5]

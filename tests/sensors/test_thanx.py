@@ -149,3 +149,19 @@ def test_defaults_are_polite_and_templated():
     assert s.poke_interval == 60
     assert set(s.template_fields) == {"issuance_job_id", "merchant_id"}
     assert not any(secret in repr(vars(s)) for secret in SECRETS)
+
+
+RATE_LIMITED = {"status_code": 429, "headers": {"Retry-After": "900"}}  # longer than the transport waits
+
+
+def test_poke_mode_takes_a_rate_limited_poll_for_still_waiting(thanx_conn, requests_mock):
+    requests_mock.get(JOB_URL, [RATE_LIMITED, answer("revoking", 50), RATE_LIMITED, answer("revoked", 100)])
+    assert sensor(deferrable=False).execute(context={}) == REVOKED
+    assert requests_mock.call_count == 4
+
+
+def test_deferrable_mode_defers_when_its_first_check_is_rate_limited(thanx_conn, requests_mock):
+    requests_mock.get(JOB_URL, [RATE_LIMITED])
+    with pytest.raises(TaskDeferred):
+        sensor(deferrable=True).execute(context={})
+    assert requests_mock.call_count == 1

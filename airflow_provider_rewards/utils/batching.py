@@ -354,33 +354,44 @@ class BatchRunner:
                         self.window += 1
                     seen_throttles = now
                 refill()  # the next requests go out before this thread writes the checkpoints
-                for number, outcomes in ready:
-                    self._settle(number, outcomes)
+                while ready:
+                    self._settle(*ready[0])
+                    ready.pop(0)
                 if not stops and not ahead and not requeued:
                     upcoming = self._next(source, settled)
                     if upcoming is not None:
                         ahead.append(upcoming)
         except BaseException:  # interrupted (a signal, a failed checkpoint write): report what was in flight
+            for number, outcomes in ready:  # answered, not yet checkpointed
+                self._report_open(number, outcomes)
+            for batch in requeued:
+                self._report_open(batch.number, batch.known())
             for batch in pending.values():
                 self._report_interrupted(batch)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         if stops:
+            for batch in requeued:  # throttled, to be sent again: what it already did is known
+                self._report_open(batch.number, batch.known())
             stops.sort(key=lambda stop: stop.batch.number)
-            raise self._failure(stops) from stops[0].error
+            raise self._failure(stops, list(requeued)) from stops[0].error
 
     def _report_interrupted(self, batch: _Batch) -> None:
         """Report a batch still in flight when the run was interrupted: its unknown ids are ``unconfirmed``."""
-        if self.on_open is None:
-            return
         known = dict(batch.outcomes)  # copied in one step while its worker may still write to it
         why = "in flight when the run was interrupted; it may or may not have been applied"
         outcomes = [known.get(item) or IdOutcome(item, Outcome.UNCONFIRMED, message=why) for item in batch.ids]
+        self._report_open(batch.number, outcomes)
+
+    def _report_open(self, number: int, outcomes: list[IdOutcome]) -> None:
+        """``on_open`` for a batch the run ends in without settling it; a failure to note it is only logged."""
+        if self.on_open is None or not outcomes:
+            return
         try:
-            self.on_open(batch.number, outcomes)
-        except Exception as error:  # the interruption is what gets raised; this is only logged
-            self.log.warning("Could not note batch %d as open: %s", batch.number, error)
+            self.on_open(number, outcomes)
+        except Exception as error:  # the run's own failure is what gets raised
+            self.log.warning("Could not note batch %d as open: %s", number, error)
 
     def _throttles(self) -> int:
         return self.throttle_count() if self.throttle_count is not None else 0
@@ -579,28 +590,30 @@ class BatchRunner:
 
     # --- the stop report ---------------------------------------------------------------------------------------
 
-    def _failure(self, stops: list[_BatchStopped]) -> BatchRunFailed:
+    def _failure(self, stops: list[_BatchStopped], requeued: list[_Batch]) -> BatchRunFailed:
         first_stop = stops[0]
         number, batch = first_stop.batch.number, first_stop.batch
-        for stop in stops:  # the open batches count too: what is known of them is exact
-            self.counts.update(Counter(outcome.outcome for outcome in stop.batch.known()))
-            for outcome in stop.batch.known():
+        open_batches = [stop.batch for stop in stops] + requeued
+        for unsettled in open_batches:  # the open batches count too: what is known of them is exact
+            self.counts.update(Counter(outcome.outcome for outcome in unsettled.known()))
+            for outcome in unsettled.known():
                 if outcome.outcome is Outcome.REFUSED and len(self.rejections) < MAX_REPORTED_IDS:
                     self.rejections.append(Rejection.from_outcome(outcome))
         first = (number - 1) * self.batch_size + 1
         last = first + len(batch.ids) - 1
         known = sum(self.counts.values())
         not_attempted = self.total_ids - known
-        open_numbers = {stop.batch.number for stop in stops}
+        open_batches.sort(key=lambda unsettled: unsettled.number)
+        open_numbers = {unsettled.number for unsettled in open_batches}
         finished = spans(self.settled_numbers) or "no batch finished"
-        for stop in stops:
-            done_in_batch = sum(1 for o in stop.batch.known() if o.outcome is Outcome.CANCELLED)
+        for unsettled in open_batches:
+            done_in_batch = sum(1 for o in unsettled.known() if o.outcome is Outcome.CANCELLED)
             if done_in_batch:
-                finished += f", plus {done_in_batch} of batch {stop.batch.number}"
+                finished += f", plus {done_in_batch} of batch {unsettled.number}"
         untried = [
-            f"{len(stop.batch.ids) - len(stop.batch.outcomes)} more of batch {stop.batch.number}"
-            for stop in stops
-            if len(stop.batch.ids) > len(stop.batch.outcomes)
+            f"{len(unsettled.ids) - len(unsettled.outcomes)} more of batch {unsettled.number}"
+            for unsettled in open_batches
+            if len(unsettled.ids) > len(unsettled.outcomes)
         ]
         never = set(range(1, self.total_batches + 1)) - self.settled_numbers - open_numbers
         untried += [spans(never)] if never else []

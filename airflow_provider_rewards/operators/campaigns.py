@@ -17,7 +17,8 @@ an Asset event).
 The window: ``[ended_after - grace, ended_before - grace)``, with ``ended_before`` the run's data interval
 end (or logical date) and ``ended_after`` the earliest of the previous successful run's data interval end
 (or start date) and the watermark of the last real teardown; with neither, ``ended_before - lookback``.
-A dry run or a rejected run never writes the watermark, so what it did not tear down is planned again.
+A dry run or a rejected run never moves the watermark forward (with none yet, it writes its window's start),
+so what it did not tear down is planned again although the run itself succeeded.
 """
 
 from __future__ import annotations
@@ -817,10 +818,23 @@ class RewardsTeardownApprovalOperator(ApprovalOperator):
         if result["chosen_options"][0] == self.APPROVE:
             return {"approval": "approved", "by": result.get("responded_by_user")}
         plan = context["ti"].xcom_pull(task_ids=self.plan_task_id) or {}
+        if plan.get("plan_path") and record_path(plan["plan_path"], "plan_path").exists():
+            write_watermark(_plan(plan["plan_path"])[1], context["run_id"], torn_down=False)
         raise AirflowSkipException(
             f"Teardown rejected by {result.get('responded_by_user')}: nothing was torn down; "
             f"the plan is {plan.get('plan_path')}"
         )
+
+
+def write_watermark(plan: Mapping[str, Any], run_id: str, *, torn_down: bool) -> None:
+    """After a real teardown, the watermark becomes the window's end. After a run that tore nothing down (dry
+    run, rejection) an existing watermark stays; with none yet, the window's start is written, so the next run
+    (whose last successful run is this one) still looks back to it."""
+    path = record_path(plan["watermark_path"], "plan watermark_path")
+    if torn_down:
+        _write_json(path, {"ended_before": plan["window"]["ended_before"], "run_id": run_id, "torn_down": True})
+    elif not path.exists():
+        _write_json(path, {"ended_before": plan["window"]["ended_after"], "run_id": run_id, "torn_down": False})
 
 
 def _plan(plan_path: object) -> tuple[ObjectStoragePath, dict[str, Any]]:
@@ -1008,9 +1022,7 @@ class RewardsTeardownRecordOperator(RewardsBaseOperator):
             )
         else:
             self.log.info("Torn down as planned: %s; report %s", plan["counts"], display_location(report_path))
-        if not plan["dry_run"]:
-            watermark = record_path(plan["watermark_path"], "plan watermark_path")
-            _write_json(watermark, {"ended_before": plan["window"]["ended_before"], "run_id": context["run_id"]})
+        write_watermark(plan, context["run_id"], torn_down=not plan["dry_run"])
         return {"report": display_location(report_path), "counts": plan["counts"], "dry_run": plan["dry_run"]}
 
 

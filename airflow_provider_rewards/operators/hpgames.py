@@ -57,6 +57,7 @@ DEFAULT_BATCH_SIZE = 500
 MAX_BATCH_SIZE = 10_000
 IF_EMPTY_CHOICES = ("succeed", "skip", "fail")
 CANCELLED = "CANCELLED"
+LIVE = "IN_PROGRESS"
 #: requests' default connection pool size per host; more threads than this get a bigger pool.
 DEFAULT_POOL_SIZE = 10
 NO_EXTERNAL_ID_REASON = (
@@ -698,11 +699,13 @@ class HPGamesCancelRewardsByQueryOperator(HPGamesBatchOperator):
         request per player of the first 10 batches, status ``IN_PROGRESS``, the same configuration filter)
         what would be cancelled; log those batches; cancel nothing, write nothing (templated).
 
-    A player's outcome is ``cancelled`` when a request with it was accepted. A refused request or a
-    persistent failure stops the run (a refusal here is about the request, not about one player); its
-    players are ``unconfirmed``, and no read-back settles them (a resend is idempotent: ``resume``
-    sends that batch again). The summary is pushed to XCom under ``"summary"`` first, with ``error``,
-    ``failed_batch``, ``failed_range``, ``unconfirmed`` and ``not_attempted``.
+    A player's outcome is ``cancelled`` when a request with it was accepted. A request that fails for good
+    (5xx, 429, network, after the transport's retries) is read back with one streamed ``readAll``
+    (``status=IN_PROGRESS`` and the configuration filter): players with no live reward left are
+    ``already_cancelled``; if that is all of them the run goes on (the answer was lost), else it stops with
+    the others ``unconfirmed``. A refused request stops the run (a refusal here is about the request, not
+    about one player), its players ``unconfirmed``. The summary is pushed to XCom under ``"summary"``
+    first, with ``error``, ``failed_batch``, ``failed_range``, ``unconfirmed`` and ``not_attempted``.
 
     Returns, with a record, the bulk operator's record summary (counts per outcome, of players); with a
     list and no ``results_path``::
@@ -757,6 +760,21 @@ class HPGamesCancelRewardsByQueryOperator(HPGamesBatchOperator):
         value = check_when_ready(getattr(self, field), lambda given: check_id(field, given), rendered=rendered)
         return inputs, {field: value}
 
+    def read_back(self, config_filter: Mapping[str, str]) -> ReadBackFunction:
+        """Which of some players have no live reward left (of the filtered configuration): one streamed
+        ``readAll`` (``status=IN_PROGRESS``, the configuration filter), after a request whose answer was lost."""
+
+        def read(players: list[str]) -> ReadBack:
+            wanted = set(players)
+            live: set[str] = set()
+            with closing(self.hook.iter_rewards(status=LIVE, **config_filter)) as items:
+                for item in items:  # an item without a status counts as live: never settled by a guess
+                    if item.get("playerId") in wanted and item.get("status", LIVE) == LIVE:
+                        live.add(item["playerId"])
+            return ReadBack(frozenset(wanted - live))
+
+        return read
+
     def cancel(self, context: Context) -> dict[str, Any]:
         inputs, config_filter = self.check_inputs(rendered=True)
         scan = self.scan(inputs)
@@ -797,6 +815,7 @@ class HPGamesCancelRewardsByQueryOperator(HPGamesBatchOperator):
             lambda batch: self.hook.bulk_cancel_rewards_by_query(ValidatedIds(batch), **config_filter),
             inputs,
             isolate_rejections=False,
+            read_back=self.read_back(config_filter),
         )
         if not scan.unique and self.results_root(context, inputs) is None:
             return summarize(0, 0)

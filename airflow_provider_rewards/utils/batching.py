@@ -520,11 +520,13 @@ class BatchRunner:
             for item in ids:
                 if item in read.cancelled:
                     batch.outcomes[item] = IdOutcome(
-                        item, Outcome.ALREADY_CANCELLED, message=f"read back as CANCELLED after: {error}"
+                        item,
+                        Outcome.ALREADY_CANCELLED,
+                        message=f"confirmed by a read-back after the request failed: {error}",
                     )
             if all(item in read.cancelled for item in ids):
                 self.log.warning(
-                    "%d %s: the request failed (%s) but every id reads back as CANCELLED", len(ids), self.field, error
+                    "%d %s: the request failed (%s) but a read-back confirms every one", len(ids), self.field, error
                 )
                 return
         why = f"sent in a request that failed ({error}); it may or may not have been applied"

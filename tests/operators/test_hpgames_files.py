@@ -16,7 +16,7 @@ from airflow_provider_rewards.operators.hpgames import (
 )
 from airflow_provider_rewards.utils.record import RESULTS_ASSET_ALIAS
 from tests.operators.conftest import outcomes_by_id, payload, read_results
-from tests.operators.test_hpgames import BULK, BY_QUERY, answer_bulk, containing, uuids
+from tests.operators.test_hpgames import BULK, BY_QUERY, CONFIG, answer_bulk, containing, uuids
 
 RECORD_KEYS = {
     "cancelled",
@@ -291,3 +291,35 @@ def test_object_storage_paths_are_accepted_and_rendered(hpgames_conn, requests_m
     result = operator.execute(task_context)
     assert accepted == [ids]
     assert result["results_path"] == f"file://{source}.audit/results.jsonl"
+
+
+@pytest.mark.parametrize("still_live", [[], ["p3"]])
+def test_cancel_by_query_reads_a_failed_batch_back(
+    hpgames_conn, requests_mock, task_context, id_file, sleeps, still_live
+):
+    """A bulkCancelByQuery that fails for good: players with no live reward left are settled."""
+    from tests.operators.test_hpgames import READ_ALL
+
+    def respond(request, context) -> str:
+        context.status_code = 503 if "p2" in payload(request)["playerIds"] else 200
+        return ""
+
+    requests_mock.post(BY_QUERY, text=respond)
+    requests_mock.post(READ_ALL, json=[{"playerId": p, "status": "IN_PROGRESS"} for p in still_live])
+    players = ["p0", "p1", "p2", "p3", "p4"]
+    operator = HPGamesCancelRewardsByQueryOperator(
+        task_id="cancel", player_ids_path=id_file(players), batch_size=2, reward_configuration_id=CONFIG
+    )
+    if still_live:
+        with pytest.raises(RewardsError, match="Stopped at batch 2/3"):
+            operator.execute(task_context)
+        results = task_context["ti"].pushed["summary"]["results_path"]
+    else:
+        results = operator.execute(task_context)["results_path"]
+    expected = ["cancelled", "cancelled", "already_cancelled"]
+    expected += ["unconfirmed", "not_attempted"] if still_live else ["already_cancelled", "cancelled"]
+    assert [outcomes_by_id(results)[p] for p in players] == expected
+    assert payload(requests_mock.request_history[-1 if still_live else -2]) == {
+        "status": "IN_PROGRESS",
+        "rewardConfigurationId": CONFIG,
+    }

@@ -200,7 +200,7 @@ def resolve_window(
         candidates = [
             (instant, name)
             for instant, name in ((previous, "last successful run"), (watermark, "watermark of the last teardown"))
-            if instant is not None
+            if instant is not None and instant < before  # a later run's watermark says nothing about this window
         ]
         if candidates:
             after, source = min(candidates, key=lambda pair: pair[0])

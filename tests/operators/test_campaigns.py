@@ -124,6 +124,11 @@ def test_an_earlier_watermark_wins_so_a_dry_or_rejected_run_does_not_move_the_bo
     assert window.after_source == "watermark of the last teardown"
 
 
+def test_a_watermark_from_a_later_run_is_ignored(run_context):
+    window = resolve_window(run_context(), lookback=3600, watermark=NIGHT + timedelta(days=30))
+    assert window.after == NIGHT - timedelta(hours=1)
+
+
 def test_first_run_looks_back_and_explicit_bounds_win(run_context):
     assert resolve_window(run_context(), lookback="3600").after == NIGHT - timedelta(hours=1)
     window = resolve_window(run_context(), ended_after="2025-08-01T00:00:00Z", ended_before="2025-08-02T00:00:00Z")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,14 @@ class Cluster:
         """initdb a new cluster (trust auth, loopback only, no fsync) and start ``postgres`` on it."""
         bindir = postgres_bindir()
         user = "postgres" if os.geteuid() == 0 else None
+        if user is not None:
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                raise ClusterSetupError(
+                    "PostgreSQL refuses to run as root and there is no 'postgres' user: run `make e2e-deps` "
+                    "(Debian's postgresql package creates it) or run the tests as another user"
+                ) from None
         # Outside pytest's 0700 tmp tree, so that the postgres user can reach it.
         self.pg_dir = Path(tempfile.mkdtemp(prefix="rewards-e2e-pg-"))
         if user is not None:

@@ -179,3 +179,15 @@ def logged_stack(tmp_path) -> Iterator[AirflowStack]:
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def postgres(tmp_path, deadline) -> Iterator[Cluster]:
+    """Only the cluster's PostgreSQL (its Airflow database created, no schema), always stopped."""
+    cluster = Cluster(tmp_path / "cluster", dict(os.environ))
+    try:
+        cluster.start_postgres()
+        cluster.create_database(deadline)
+        yield cluster
+    finally:
+        cluster.stop()

@@ -298,6 +298,12 @@ def test_flagship_teardown_on_celery_postgres_redis_survives_a_killed_worker_and
     print(
         f"  bulkCancel requests: {len(sent)} (killed {victim} after {sent_before_kill}); triggers moved to {new_rows}"
     )
+    plain = sum(1 for where in decrypted if where.endswith("(plain)"))
+    print(f"  trigger kwargs in PostgreSQL: {plain} plain JSON, {len(decrypted) - plain} Fernet-encrypted")
+    per_worker = {
+        name: len(list(cluster.home(name).glob("logs/dag_id=*/run_id=*/task_id=*/**/*.log"))) for name in WORKERS
+    }
+    print(f"  task logs per worker: {per_worker}")
     print(f"  phases (s): { {name: round(s, 1) for name, s in timings.items()} }")
     print(f"  scanned {len(sources)} sources, {sum(map(len, sources.values()))} bytes; exit codes {exit_codes}")
     assert not leaks, "planted secrets leaked:\n" + "\n".join(leaks)

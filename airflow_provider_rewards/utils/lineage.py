@@ -50,7 +50,9 @@ class VendorDataset:
 
 
 THANX_ISSUANCE_JOBS = VendorDataset("thanx", "issuance_jobs")
+THANX_CAMPAIGNS = VendorDataset("thanx", "campaigns")
 HPGAMES_REWARDS = VendorDataset("hpgames", "rewards")
+HPGAMES_REWARD_CONFIGURATIONS = VendorDataset("hpgames", "reward_configurations")
 #: The default collection of each vendor, for an operator that declares none (found by its ``<vendor>_conn_id``).
 DEFAULT_DATASETS = {dataset.vendor: dataset for dataset in (THANX_ISSUANCE_JOBS, HPGAMES_REWARDS)}
 
@@ -153,6 +155,15 @@ def counts_of(summary: Mapping[str, Any]) -> dict[str, int]:
     return dict(items(summary))
 
 
+def dry_run_of(value: object) -> bool | None:
+    """A summary's (or a rendered argument's) ``dry_run`` as a bool; ``None`` when it says nothing clear."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
+
+
 def input_files(operator: Any) -> list[str]:
     """The id files an operator read: set template fields ending in ``_path`` (``results_path`` aside)."""
     fields = [name for name in getattr(operator, "template_fields", ()) if name.endswith("_path")]
@@ -163,7 +174,8 @@ def operator_lineage(operator: Any, summary: Mapping[str, Any] | None, *, failed
     """The ``OperatorLineage`` of a finished rewards task, or ``None`` without the openlineage provider.
 
     ``summary`` is what the task returned or pushed under ``"summary"`` (``None`` when it stopped before
-    having one: the datasets and vendors are still named, without counts).
+    having one: the datasets and vendors are still named, without counts, and ``dry_run`` is read from the
+    operator's rendered argument). In a dry run every vendor dataset is an input: nothing was changed.
     """
     try:
         from airflow.providers.common.compat.openlineage.facet import Dataset
@@ -171,18 +183,15 @@ def operator_lineage(operator: Any, summary: Mapping[str, Any] | None, *, failed
     except ImportError:
         return None
     summary = summary or {}
-    dry_run = summary.get("dry_run")
-    if not isinstance(dry_run, bool):
-        dry_run = None
-    datasets = declared_datasets(operator)
+    dry_run = dry_run_of(summary.get("dry_run", getattr(operator, "dry_run", None)))
+    datasets = [dataset.read() if dry_run else dataset for dataset in declared_datasets(operator)]  # reads only
     targets = [resolve_target(operator, dataset, summary, single=len(datasets) == 1) for dataset in datasets]
     inputs = [Dataset(namespace=namespace, name=name) for namespace, name in map(file_dataset, input_files(operator))]
     outputs = []
     for target in targets:
-        if target.namespace is None:
-            continue
-        changed = target.access == "write" and not dry_run
-        (outputs if changed else inputs).append(Dataset(namespace=target.namespace, name=target.name))
+        if target.namespace is not None:
+            changed = target.access == "write"
+            (outputs if changed else inputs).append(Dataset(namespace=target.namespace, name=target.name))
     if isinstance(results := summary.get(RESULTS_PATH_KEY), str) and results:
         namespace, name = file_dataset(results)
         outputs.append(Dataset(namespace=namespace, name=name))

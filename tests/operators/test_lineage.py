@@ -90,6 +90,7 @@ def test_a_dry_run_only_reads_so_the_rewards_are_an_input(hpgames_conn, requests
     assert requests_mock.call_count == 0
     assert (lineage.inputs, lineage.outputs) == ([REWARDS_DATASET], [])
     assert run_facet(lineage)["dry_run"] is True
+    assert run_facet(lineage)["vendors"][0]["access"] == "read"
 
 
 def test_a_failed_bulk_cancel_reports_the_counts_it_pushed_before_failing(
@@ -253,3 +254,48 @@ def test_importing_the_provider_imports_no_openlineage_code():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_dry_run_that_failed_before_a_summary_still_only_reads(ti):
+    operator = HPGamesBulkCancelRewardsOperator(task_id="cancel", reward_ids=IDS, dry_run="{{ params.dry }}")
+    operator.dry_run = "true"  # as rendered
+
+    lineage = operator.get_openlineage_facets_on_failure(ti)  # no connection either: vendor named, no dataset
+
+    assert run_facet(lineage)["dry_run"] is True
+    assert run_facet(lineage)["vendors"][0]["access"] == "read"
+
+
+@pytest.mark.e2e
+def test_a_teardown_run_under_airflow_emits_what_it_touched_and_no_secret(tmp_path):
+    """The real listener, task runner and file transport: ``airflow dags test`` of the flagship DAG."""
+    from rewards_sandbox.demo import FLAGSHIP_DAG_ID, Credentials, airflow_env, demo_params, migrate, run_dag
+    from rewards_sandbox.testing import running_sandbox
+
+    from tests.dags.conftest import DAGS_FOLDER
+
+    events_file = tmp_path / "ol.jsonl"
+    transport = {"type": "file", "log_file_path": str(events_file), "append": True}
+    credentials = Credentials.demo()
+    with running_sandbox(revoke_seconds=1) as sandbox:
+        namespace = sandbox.base_url.rstrip("/")
+        env = airflow_env(tmp_path / "home", DAGS_FOLDER, sandbox.base_url, credentials, poll_interval=0.5)
+        env = {**env, "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)}
+        migrate(env)
+        result = run_dag(FLAGSHIP_DAG_ID, env, demo_params(), timeout=300)
+    assert result.succeeded, result.output[-3000:]
+
+    text = events_file.read_text()
+    events = [json.loads(line) for line in text.splitlines()]
+    tasks = [event for event in events if event["eventType"] == "COMPLETE" and "." in event["job"]["name"]]
+    complete = {event["job"]["name"].split(".", 1)[1]: event for event in tasks}  # one mapped copy per task
+    revoke, cancel = complete["revoke_thanx_jobs"], complete["cancel_rewards_by_id"]
+    assert [(d["namespace"], d["name"]) for d in revoke["outputs"]] == [
+        (namespace, f"merchants/{credentials.thanx_merchant_id}/issuance_jobs")
+    ]
+    assert [(d["namespace"], d["name"]) for d in cancel["outputs"]] == [
+        (namespace, f"merchants/{credentials.hpgames_merchant_id}/rewards")
+    ]
+    assert cancel["run"]["facets"]["rewards"]["counts"]["cancelled"] == len(demo_params()["hpgames_reward_ids"])
+    assert revoke["run"]["facets"]["rewards"]["outcome"] in ("revoke_started", "revoked")
+    assert [secret for secret in (credentials.thanx_access_token, credentials.hpgames_secret) if secret in text] == []

@@ -280,7 +280,7 @@ def test_a_teardown_run_under_airflow_emits_what_it_touched_and_no_secret(tmp_pa
     with running_sandbox(revoke_seconds=1) as sandbox:
         namespace = sandbox.base_url.rstrip("/")
         env = airflow_env(tmp_path / "home", DAGS_FOLDER, sandbox.base_url, credentials, poll_interval=0.5)
-        env = {**env, "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)}
+        env = {**env, "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport), "AIRFLOW__OPENLINEAGE__DISABLED": "0"}
         migrate(env)
         result = run_dag(FLAGSHIP_DAG_ID, env, demo_params(), timeout=300)
     assert result.succeeded, result.output[-3000:]

@@ -348,8 +348,13 @@ class BatchRunner:
                     now = self._throttles()
                     if not clean or now > seen_throttles:
                         if batch.epoch == epoch[0]:  # one decrease per throttling episode
-                            self.window = max(1, self.window // 2)
+                            before, self.window = self.window, max(1, self.window // 2)
                             epoch[0] += 1
+                            self.log.info(
+                                "HPGames throttled (HTTP 429): %d batches in flight at most, was %d",
+                                self.window,
+                                before,
+                            )
                     elif self.window < self.max_concurrency and batch.epoch == epoch[0]:
                         self.window += 1
                     seen_throttles = now

@@ -197,8 +197,8 @@ def test_nothing_live_verifies_external_ids(requests_mock):
         {"exc": requests.ConnectionError("refused")},
     ],
 )
-def test_a_failed_read_is_not_verified_and_retryable(requests_mock, answer):
-    answer_jobs(requests_mock, job_a="revoked")
+def test_a_failed_read_is_not_verified_and_retryable(requests_mock, sleeps, answer):
+    answer_jobs(requests_mock, job_a="revoked")  # a 5xx or a network error is retried by the transport first
     requests_mock.post(READ_ALL, **answer)
     with pytest.raises(RewardsError) as info:
         run(issuance_job_ids=["job_a"], reward_ids=[ID_1], external_ids=["ext-1"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -28,6 +29,7 @@ from openlineage.client.serde import Serde
 
 BULK = f"{REWARDS_URL}/bulkCancel"
 REWARDS_DATASET = Dataset(namespace=HPGAMES_URL, name=f"merchants/{HPGAMES_MERCHANT}/rewards")
+DAGS = Path(__file__).resolve().parents[2] / "dags"
 IDS = [f"00000000-0000-4000-8000-{n:012d}" for n in range(5)]
 
 
@@ -272,14 +274,12 @@ def test_a_teardown_run_under_airflow_emits_what_it_touched_and_no_secret(tmp_pa
     from rewards_sandbox.demo import FLAGSHIP_DAG_ID, Credentials, airflow_env, demo_params, migrate, run_dag
     from rewards_sandbox.testing import running_sandbox
 
-    from tests.dags.conftest import DAGS_FOLDER
-
     events_file = tmp_path / "ol.jsonl"
     transport = {"type": "file", "log_file_path": str(events_file), "append": True}
     credentials = Credentials.demo()
     with running_sandbox(revoke_seconds=1) as sandbox:
         namespace = sandbox.base_url.rstrip("/")
-        env = airflow_env(tmp_path / "home", DAGS_FOLDER, sandbox.base_url, credentials, poll_interval=0.5)
+        env = airflow_env(tmp_path / "home", DAGS, sandbox.base_url, credentials, poll_interval=0.5)
         env = {**env, "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport), "AIRFLOW__OPENLINEAGE__DISABLED": "0"}
         migrate(env)
         result = run_dag(FLAGSHIP_DAG_ID, env, demo_params(), timeout=300)

@@ -44,7 +44,8 @@ def thanx_conn(monkeypatch):
         host=THANX_URL,
         login=THANX_CLIENT_ID,
         password=THANX_TOKEN,
-        extra={"merchant_id": THANX_MERCHANT},
+        # No rate budget here: tests of the budget set their own connections (the limiter is per credential).
+        extra={"merchant_id": THANX_MERCHANT, "max_requests_per_second": 0, "max_requests_per_window": 0},
     )
     return "thanx_default"
 
@@ -215,3 +216,11 @@ def ids_file(tmp_path) -> Any:
         return f"file://{path}"
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limiters() -> None:
+    """Every test starts with no per-process Thanx limiter (they are per credential, shared across hooks)."""
+    from airflow_provider_rewards.hooks.rate_limit import reset_sync_limiters
+
+    reset_sync_limiters()

@@ -3,7 +3,8 @@
 Each page lists the modules of one kind that ``get_provider_info()`` names, so a module registered later
 (e.g. a new operators module) is in the reference with no edit here, and a module not registered yet cannot
 break the build. The connections page is the provider's own connection metadata as tables, so it cannot
-drift from the forms Airflow shows. Pages are generated in memory; nothing is written into ``docs/``.
+drift from the forms Airflow shows; the changelog page is ``CHANGELOG.md``. Pages are generated in memory;
+nothing is written into ``docs/``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import inspect
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
@@ -31,6 +33,7 @@ PAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "reference/triggers.md": ("Triggers", "triggers", ()),
 }
 CONNECTIONS_PAGE = "reference/connections.md"
+CHANGELOG_PAGE = "changelog.md"
 
 
 def registered_modules(kind: str, info: dict[str, Any] | None = None) -> list[str]:
@@ -136,4 +139,6 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     for src_uri, (title, kind, extra) in PAGES.items():
         files.append(File.generated(config, src_uri, content=reference_page(title, kind, extra)))
     files.append(File.generated(config, CONNECTIONS_PAGE, content=connections_page()))
+    changelog = Path(config.config_file_path).parent / "CHANGELOG.md"  # the one changelog, at the root
+    files.append(File.generated(config, CHANGELOG_PAGE, content=changelog.read_text(encoding="utf-8")))
     return files

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk import AssetAlias, Context, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -56,6 +56,8 @@ DEFAULT_LOOKBACK = timedelta(days=7)
 DEFAULT_SAMPLE_SIZE = 5
 #: Configurations and campaigns listed in a plan's XCom (all of them are in plan.json).
 XCOM_LIST_LIMIT = 20
+#: The XCom key under which the approval task records a rejection (for the record task).
+APPROVAL_XCOM_KEY = "approval"
 NULL_TEXT = frozenset({"", "None", "none", "null"})
 
 
@@ -782,15 +784,15 @@ class RewardsTeardownApprovalOperator(ApprovalOperator):
         limit). At or below it, and in a dry run, the task succeeds at once and asks nothing.
 
     Above it the task waits for Approve/Reject (the screen shows counts per vendor and target type, a sample
-    of ids and the plan's path). Approve lets the teardown run; Reject skips every downstream task and ends
-    this task skipped, saying who rejected and that nothing was torn down.
+    of ids and the plan's path). Approve lets the teardown run; Reject ends this task skipped, saying who
+    rejected and that nothing was torn down: the teardown tasks are skipped by their trigger rules.
     """
 
     template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "approval_threshold")
 
     def __init__(self, *, plan_task_id: str = "plan", approval_threshold: object = None, **kwargs: Any) -> None:
         kwargs.setdefault("subject", "Approve the nightly rewards teardown")
-        super().__init__(ignore_downstream_trigger_rules=True, **kwargs)
+        super().__init__(**kwargs)
         self.plan_task_id = plan_task_id
         self.approval_threshold = approval_threshold
         if not isinstance(approval_threshold, str):
@@ -814,16 +816,21 @@ class RewardsTeardownApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        result = super().execute_complete(context, event)
-        if result["chosen_options"][0] == self.APPROVE:
-            return {"approval": "approved", "by": result.get("responded_by_user")}
+        """Approve: the teardown runs. Reject: push ``{"approval": "rejected", ...}`` under XCom key
+        ``"approval"`` and end skipped; the downstream tasks are skipped by their trigger rules, and the record
+        task (``all_done``) reports the rejection and ends skipped too."""
+        result = HITLOperator.execute_complete(self, context, event)  # validates; ApprovalOperator's would skip
+        approved = result["chosen_options"][0] == self.APPROVE
+        self.hitl_summary_extra["approved"] = approved
+        by = result.get("responded_by_user")
+        who = by.get("name") or by.get("id") if isinstance(by, Mapping) else by
+        if approved:
+            self.log.info("Teardown approved by %s", who)
+            return {"approval": "approved", "by": who}
         plan = context["ti"].xcom_pull(task_ids=self.plan_task_id) or {}
-        if plan.get("plan_path") and record_path(plan["plan_path"], "plan_path").exists():
-            write_watermark(_plan(plan["plan_path"])[1], context["run_id"], torn_down=False)
-        raise AirflowSkipException(
-            f"Teardown rejected by {result.get('responded_by_user')}: nothing was torn down; "
-            f"the plan is {plan.get('plan_path')}"
-        )
+        reason = f"Teardown rejected by {who}: nothing was torn down; the plan is {plan.get('plan_path')}"
+        context["ti"].xcom_push(key=APPROVAL_XCOM_KEY, value={"approval": "rejected", "by": who, "reason": reason})
+        raise AirflowSkipException(reason)
 
 
 def write_watermark(plan: Mapping[str, Any], run_id: str, *, torn_down: bool) -> None:
@@ -944,6 +951,7 @@ class RewardsTeardownRecordOperator(RewardsBaseOperator):
 
     :param plan_path: the plan's ``plan.json`` (templated).
     :param hpgames_task_id, thanx_revoke_task_id, thanx_wait_task_id: the tasks whose XCom is reported.
+    :param approval_task_id: the approval task; after a rejection the report says so and this task ends skipped.
     """
 
     template_fields: Sequence[str] = ("plan_path",)
@@ -955,10 +963,12 @@ class RewardsTeardownRecordOperator(RewardsBaseOperator):
         hpgames_task_id: str = "cancel_hpgames_rewards",
         thanx_revoke_task_id: str = "revoke_thanx_jobs",
         thanx_wait_task_id: str = "wait_until_revoked",
+        approval_task_id: str | None = "approve_teardown",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
+        self.approval_task_id = approval_task_id
         self.plan_path = plan_path
         self.hpgames_task_id = hpgames_task_id
         self.thanx_revoke_task_id = thanx_revoke_task_id
@@ -967,6 +977,14 @@ class RewardsTeardownRecordOperator(RewardsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         path, plan = _plan(self.plan_path)
         ti = context["ti"]
+        approval = (
+            ti.xcom_pull(task_ids=self.approval_task_id, key=APPROVAL_XCOM_KEY) if self.approval_task_id else None
+        )
+        if isinstance(approval, Mapping) and approval.get("approval") == "rejected":
+            report_path = path.parent / REPORT_FILE
+            _write_json(report_path, {"run_id": context["run_id"], "rejected": approval, "planned": plan["counts"]})
+            write_watermark(plan, context["run_id"], torn_down=False)
+            raise AirflowSkipException(f"{approval['reason']}; report {display_location(report_path)}")
 
         def pulled(task_id: str) -> list[Any]:
             """Every XCom value of ``task_id`` (all map indexes); ``[]`` when it pushed none."""

@@ -25,6 +25,7 @@ from airflow_provider_rewards.operators.campaigns import (
     HPGamesEndedConfigurationsOperator,
     RewardsTeardownApprovalOperator,
     RewardsTeardownPlanOperator,
+    RewardsTeardownRecordOperator,
     ThanxEndedCampaignJobsOperator,
     ThanxPlannedJobsOperator,
     resolve_window,
@@ -360,8 +361,10 @@ def test_a_rejection_ends_the_task_skipped_saying_who_and_that_nothing_was_torn_
         "responded_by_user": {"id": "ops"},
     }
     operator = RewardsTeardownApprovalOperator(task_id="approve", approval_threshold=1)
-    with pytest.raises(AirflowSkipException, match=r"rejected by .*ops.*nothing was torn down.*plan\.json"):
-        operator.execute_complete(run_context(xcoms={"plan": PLAN}), event)
+    context = run_context(xcoms={"plan": PLAN})
+    with pytest.raises(AirflowSkipException, match=r"rejected by ops: nothing was torn down.*plan\.json"):
+        operator.execute_complete(context, event)
+    assert context["ti"].pushed["approval"]["approval"] == "rejected"
     approved = {**event, "chosen_options": ["Approve"]}
     assert operator.execute_complete(run_context(xcoms={"plan": PLAN}), approved)["approval"] == "approved"
 
@@ -369,3 +372,19 @@ def test_a_rejection_ends_the_task_skipped_saying_who_and_that_nothing_was_torn_
 def test_a_bad_threshold_is_refused_when_the_dag_is_parsed():
     with pytest.raises(RewardsInputError, match="approval_threshold must be"):
         RewardsTeardownApprovalOperator(task_id="approve", approval_threshold=-1)
+
+
+def test_after_a_rejection_the_record_says_so_keeps_the_window_start_and_ends_skipped(
+    sandbox, run_context, tmp_path, job_record
+):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    plan = plan_operator(tmp_path, job_record).execute(run_context())
+    rejected = {"approval": "rejected", "by": "ops", "reason": "Teardown rejected by ops: nothing was torn down"}
+    context = run_context(xcoms={"plan": plan, "approve_teardown": rejected})
+    record = RewardsTeardownRecordOperator(task_id="record", plan_path=plan["plan_path"])
+    with pytest.raises(AirflowSkipException, match="rejected by ops: nothing was torn down; report file://"):
+        record.execute(context)
+    records = tmp_path / "records" / "nightly"
+    assert json.loads(next(records.rglob("report.json")).read_text())["rejected"] == rejected
+    assert json.loads((records / "watermark.json").read_text())["ended_before"] == plan["window"]["ended_after"]

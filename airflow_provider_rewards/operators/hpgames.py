@@ -117,6 +117,7 @@ class HPGamesCancelRewardOperator(HPGamesBaseOperator):
     "requests": 0 | 1, "dry_run": bool}``.
     """
 
+    ui_color = "#cfe0f7"
     template_fields: Sequence[str] = ("reward_id", "external_id", "dry_run")
 
     def __init__(self, *, reward_id: str | None = None, external_id: str | None = None, **kwargs: Any) -> None:
@@ -530,6 +531,7 @@ class HPGamesBulkCancelRewardsOperator(HPGamesBatchOperator):
     fails (without retrying) naming the first refused ids.
     """
 
+    ui_color = "#9fc2ee"
     template_fields: Sequence[str] = (
         "reward_ids",
         "external_ids",
@@ -719,6 +721,7 @@ class HPGamesCancelRewardsByQueryOperator(HPGamesBatchOperator):
          "rewards_to_cancel": int | None}  # dry run only: IN_PROGRESS rewards of the listed batches' players
     """
 
+    ui_color = "#b5d3e8"
     template_fields: Sequence[str] = (
         "player_ids",
         "player_ids_path",

@@ -32,6 +32,7 @@ from airflow_provider_rewards.hooks.hpgames import HPGamesHook, check_id
 from airflow_provider_rewards.hooks.thanx import ThanxHook
 from airflow_provider_rewards.operators._base import RewardsBaseOperator
 from airflow_provider_rewards.utils.batching import SUMMARY_XCOM_KEY
+from airflow_provider_rewards.utils.lineage import HPGAMES_REWARDS, THANX_ISSUANCE_JOBS
 from airflow_provider_rewards.utils.validation import parse_bool, prepare_id_list, require_id
 
 #: With more players than this, one unfiltered IN_PROGRESS stream replaces the per-player queries.
@@ -201,6 +202,8 @@ class RewardsTeardownReportOperator(RewardsBaseOperator):
     "unverifiable": {external_id: reason}, "reads": {"requests", "items_read"}}``.
     """
 
+    ui_color = "#cfe8c1"
+    lineage_datasets = (THANX_ISSUANCE_JOBS.read(), HPGAMES_REWARDS.read())  # it only reads
     template_fields: Sequence[str] = (
         "thanx_merchant_id",
         "issuance_job_ids",

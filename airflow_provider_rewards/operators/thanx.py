@@ -118,6 +118,7 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
          "job": {"id", "state", "progress_percent", "total_count", "success_count", "failure_count"}}
     """
 
+    ui_color = "#f2b48c"
     template_fields: Sequence[str] = ("issuance_job_id", "merchant_id", "dry_run")
 
     def __init__(

@@ -9,7 +9,8 @@ Every night (``@daily``, no catchup, one run at a time):
    type). The window ends at the run's data interval end minus ``grace_period_hours`` and starts where the
    last successful run's ended (or the last real teardown's, if earlier); the first run looks back
    ``lookback_days``. ``ended_after``/``ended_before`` override both bounds for an on-demand catch-up.
-2. ``approve_teardown``: above ``approval_threshold`` targets (default 10,000; null = no limit) the run waits
+2. ``approve_teardown``: above ``approval_threshold`` targets (default: 10,000 for scheduled runs, no limit for
+   on-demand runs) the run waits
    for a person's Approve/Reject (Airflow's human-in-the-loop approval: counts per vendor and target type, a
    sample of ids, the plan's path). At or below it, and in a dry run, nothing is asked. A rejection skips
    the rest: nothing is torn down.
@@ -49,6 +50,11 @@ NIGHTLY_APPROVAL_THRESHOLD = 10_000
 #: Every run's report and record; downstream DAGs and audits can be scheduled on it.
 RECORD_ASSET = Asset(name="rewards_nightly_teardown_record", uri="x-rewards://rewards_nightly_teardown/record")
 PLAN_PATH = "{{ ti.xcom_pull(task_ids='plan')['plan_path'] }}"
+#: The param when given; else the nightly default for scheduled runs and no limit (None) for on-demand ones.
+APPROVAL_THRESHOLD = (
+    "{{ params.approval_threshold if params.approval_threshold is not none else "
+    f"({NIGHTLY_APPROVAL_THRESHOLD} if dag_run.run_type == 'scheduled' else none) }}}}"
+)
 
 
 def optional_text(default: str | None, title: str, description: str) -> Param:
@@ -84,18 +90,25 @@ with DAG(
             0, type="number", minimum=0, title="Grace period (hours)", description="Ended = endDate + this."
         ),
         "lookback_days": Param(
-            7, type="number", minimum=0, title="Lookback (days)", description="How far back the first run looks."
+            None,
+            type=["null", "number"],
+            minimum=0,
+            title="Lookback (days)",
+            description="How far back a run with no earlier successful run looks. Null: 7 days.",
         ),
         "ended_after": optional_text(None, "Ended after (ISO 8601)", "Override the window's start (catch-up)."),
         "ended_before": optional_text(None, "Ended before (ISO 8601)", "Override the window's end."),
         "approval_threshold": Param(
-            NIGHTLY_APPROVAL_THRESHOLD,
+            None,
             type=["null", "integer"],
             minimum=0,
             title="Approval threshold",
-            description="More targets than this wait for a person's approval. Null: no limit.",
+            description="More targets than this wait for a person's approval. Null: 10,000 for the nightly "
+            "(scheduled) runs, no limit for on-demand runs.",
         ),
-        "batch_size": Param(500, type="integer", minimum=1, maximum=10_000),
+        "batch_size": Param(
+            None, type=["null", "integer"], minimum=1, maximum=10_000, description="Ids per bulkCancel. Null: 500."
+        ),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and list; change nothing."),
     },
 ) as dag:
@@ -108,7 +121,7 @@ with DAG(
         status="{{ params.configuration_status }}",
         reward_type="{{ params.reward_type }}",
         grace_period="{{ params.grace_period_hours * 3600 }}",
-        lookback="{{ params.lookback_days * 86400 }}",
+        lookback="{{ none if params.lookback_days is none else params.lookback_days * 86400 }}",
         ended_after="{{ params.ended_after }}",
         ended_before="{{ params.ended_before }}",
         dry_run="{{ params.dry_run }}",
@@ -116,7 +129,7 @@ with DAG(
     approve = RewardsTeardownApprovalOperator(
         task_id="approve_teardown",
         plan_task_id="plan",
-        approval_threshold="{{ params.approval_threshold }}",
+        approval_threshold=APPROVAL_THRESHOLD,
         response_timeout=timedelta(hours=20),
         retries=0,
     )

@@ -110,7 +110,9 @@ def parse_threshold(value: object, field: str = "approval_threshold") -> int | N
 
 
 def check_batch_size(value: object) -> int:
-    """Ids per ``bulkCancel`` request, 1 to 10,000 (a rendered template may give digits as text)."""
+    """Ids per ``bulkCancel`` request, 1 to 10,000 (a rendered template may give digits as text); ``None``: 500."""
+    if value is None or (isinstance(value, str) and value.strip() in NULL_TEXT):
+        return DEFAULT_BATCH_SIZE
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     return require_int(value, "batch_size", minimum=1, maximum=10_000)
@@ -207,7 +209,8 @@ def resolve_window(
         if candidates:
             after, source = min(candidates, key=lambda pair: pair[0])
         else:
-            span = parse_duration(lookback, "lookback")
+            no_lookback = lookback is None or (isinstance(lookback, str) and lookback.strip() in NULL_TEXT)
+            span = DEFAULT_LOOKBACK if no_lookback else parse_duration(lookback, "lookback")
             after, source = before - span, f"no earlier run: lookback of {span}"
     if after >= before:
         raise RewardsInputError(

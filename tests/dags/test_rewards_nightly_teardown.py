@@ -5,7 +5,8 @@ One fresh metadata database for this module, so "the last successful run" is onl
 Sequence: a dry run on the first night, then the real run an hour later, then the next night:
 - the dry run changes nothing and its plan lists exactly what the real run then tears down;
 - the real run cancels exactly the ended configuration's live rewards and revokes exactly the recorded jobs of
-  the ended campaign (the record also holds a job of a running campaign), and nothing else changes;
+  the ended campaign (the record also holds a job of a running campaign), and nothing else changes; its 4
+  targets are at the threshold it is given (4), so no approval is asked;
 - the next night nothing has ended since: the run succeeds, says so, and changes nothing.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,13 @@ DAG_ID = "rewards_nightly_teardown"
 FIRST_NIGHT = "2025-09-01T00:00:00+00:00"
 AN_HOUR_LATER = "2025-09-01T01:00:00+00:00"
 NEXT_NIGHT = "2025-09-02T00:00:00+00:00"
+APPROVAL_REQUESTS_QUERY = """
+from sqlalchemy import func, select
+from airflow.models.hitl import HITLDetail
+from airflow.utils.session import create_session
+with create_session() as session:
+    print(session.scalar(select(func.count()).select_from(HITLDetail)))
+"""
 SANDBOX_NOW_MS = 1756710000000  # 2025-09-01T07:00Z: past the endDate of the demo's ended configuration
 
 
@@ -72,6 +82,11 @@ def nightly(nightly_home, sandbox, tmp_path):
         return done.returncode == 0 and finished.group(2) == "success", output, finished.group(1)
 
     run.states = lambda run_id: task_states(DAG_ID, run_id, env)
+    run.approval_requests = lambda: int(
+        subprocess.run(
+            [sys.executable, "-c", APPROVAL_REQUESTS_QUERY], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()[-1]
+    )
     run.records = tmp_path / "records" / DAG_ID
     return run
 
@@ -108,7 +123,7 @@ def test_two_nights_tear_down_exactly_what_ended_once(nightly, sandbox):
         set(seed.DEMO_THANX_ENDED_CAMPAIGN_JOB_IDS),
     )
 
-    ok, output, run_id = nightly(AN_HOUR_LATER)
+    ok, output, run_id = nightly(AN_HOUR_LATER, {"approval_threshold": 4})
     assert ok, output[-5000:]
     plan = plan_of(nightly.records, run_id)
     assert plan["window"]["ended_after"] == dry_plan["window"]["ended_after"], "the dry run moved the window's start"
@@ -117,7 +132,9 @@ def test_two_nights_tear_down_exactly_what_ended_once(nightly, sandbox):
     assert rewards == dict.fromkeys(planned_rewards, "CANCELLED"), "not exactly the dry run's rewards"
     assert jobs == dict.fromkeys(planned_jobs, "revoked"), "not exactly the dry run's jobs"
     states = nightly.states(run_id)
-    assert states["approve_teardown"] == ["success"]  # 4 targets, far below the nightly default of 10,000
+    assert states["approve_teardown"] == ["success"]
+    assert nightly.approval_requests() == 0, "an approval was asked at the threshold (4 targets, threshold 4)"
+    assert "4 target(s), at or below the approval threshold 4: no approval needed" in output
     assert states["wait_until_revoked"] == ["success", "success"]
     report = json.loads((nightly.records / re.sub(r"[^A-Za-z0-9._-]", "_", run_id) / "report.json").read_text())
     assert report["hpgames"]["cancelled"] == 2

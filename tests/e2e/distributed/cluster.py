@@ -117,12 +117,10 @@ class Cluster:
         self.fernet_key = fernet_key()
         self.settings = cluster_settings(self.ports, self.fernet_key)
         self.env = {**env, **self.settings}
-        self.database_url = self.settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         # The client's env (db_query, airflow CLI calls of the test) gets a home of its own too.
         self.stack = AirflowStack(
             {**self.env, "AIRFLOW_HOME": str(self.home("client"))}, self.ports.api, root / "components"
         )
-        self.homes: dict[str, Path] = {}
         self.pg_dir: Path | None = None
         self.timings: dict[str, float] = {}
 
@@ -134,9 +132,7 @@ class Cluster:
 
     def component_env(self, name: str, **extra: str) -> dict[str, str]:
         """The shared environment with ``name``'s own AIRFLOW_HOME (and ``extra`` settings)."""
-        home = self.home(name)
-        self.homes[name] = home
-        return {**self.env, "AIRFLOW_HOME": str(home), **extra}
+        return {**self.env, "AIRFLOW_HOME": str(self.home(name)), **extra}
 
     # ---------------------------------------------------------------------------------------------
     # Services

@@ -37,6 +37,9 @@ REVOKE_SECONDS = 3600.0
 LATENCY_MS = 40.0
 #: The whole test: start-up, the run with both faults, the checks and the shutdown.
 BUDGET_SECONDS = float(os.environ.get("E2E_DISTRIBUTED_BUDGET_SECONDS", "780"))
+#: How the reward ids reach the DAG: "file" (hpgames_reward_ids_path), "list" (the run's conf), or "auto":
+#: the file when the DAG has that param.
+ID_SOURCE = os.environ.get("E2E_DISTRIBUTED_ID_SOURCE", "auto")
 
 
 def job_ids(count: int = THANX_JOBS) -> list[str]:

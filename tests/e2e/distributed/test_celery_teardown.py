@@ -31,7 +31,7 @@ from rewards_sandbox import DEMO_HPGAMES_MERCHANT_ID, DEMO_THANX_MERCHANT_ID, Sa
 
 from tests.e2e.distributed import checks
 from tests.e2e.distributed.cluster import WORKERS, Cluster
-from tests.e2e.distributed.conftest import REVOKE_SECONDS, job_ids, query_player_ids, reward_ids
+from tests.e2e.distributed.conftest import ID_SOURCE, REVOKE_SECONDS, job_ids, query_player_ids, reward_ids
 from tests.e2e.secret_scan import as_text, decrypted_triggers, files_under, find_leaks, postgres_text_columns
 from tests.e2e.stack import AirflowStack, Deadline
 
@@ -127,7 +127,10 @@ def test_flagship_teardown_on_celery_postgres_redis_survives_a_killed_worker_and
     wait(f"DAG {DAG_ID} to be parsed", lambda: stack.api("GET", f"/dags/{DAG_ID}").ok or None, 180)
     phase("components healthy, DAG parsed")
     params = stack.api_json("GET", f"/dags/{DAG_ID}/details")["params"]
-    by_file = "hpgames_reward_ids_path" in params
+    has_path = "hpgames_reward_ids_path" in params
+    if ID_SOURCE == "file" and not has_path:
+        raise stack.fail(f"E2E_DISTRIBUTED_ID_SOURCE=file but {DAG_ID} has no hpgames_reward_ids_path param")
+    by_file = has_path and ID_SOURCE != "list"
     bulk_task = BY_FILE if by_file else BY_LIST
     ids = reward_ids()
     targets = checks.Targets(

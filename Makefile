@@ -94,7 +94,7 @@ E2E_PACKAGES := apache-airflow-providers-celery psycopg2-binary asyncpg
 e2e-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="postgresql"; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-server >/dev/null || missing="$${missing:+$$missing }redis-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "e2e-deps: apt-get install $$missing"; \
 		$(E2E_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

@@ -23,7 +23,6 @@ so what it did not tear down is planned again although the run itself succeeded.
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,7 +35,7 @@ from airflow.sdk import AssetAlias, Context, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_rewards.exceptions import RewardsError, RewardsInputError
-from airflow_provider_rewards.hooks.hpgames import HPGamesHook, check_id, configuration_payload
+from airflow_provider_rewards.hooks.hpgames import HPGamesHook, configuration_payload
 from airflow_provider_rewards.hooks.thanx import ThanxHook
 from airflow_provider_rewards.operators._base import RewardsBaseOperator
 from airflow_provider_rewards.operators.hpgames import DEFAULT_BATCH_SIZE, HPGamesBulkCancelRewardsOperator
@@ -277,10 +276,6 @@ def with_results_alias(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "outlets": [*outlets, AssetAlias(RESULTS_ASSET_ALIAS)]}
 
 
-def _bulk_cancel_takes_paths() -> bool:
-    return "reward_ids_path" in inspect.signature(HPGamesBulkCancelRewardsOperator.__init__).parameters
-
-
 def cancel_snapshot(
     context: Context,
     *,
@@ -304,14 +299,9 @@ def cancel_snapshot(
         "hpgames_conn_id": hpgames_conn_id,
         "fail_on_rejected": True,
     }
-    if _bulk_cancel_takes_paths():
-        inner = HPGamesBulkCancelRewardsOperator(
-            reward_ids_path=str(snapshot), ids_column="id", results_path=str(results_path), resume=resume, **common
-        )
-    else:  # the engine without path sources: the snapshot's ids as a list (memory grows with N)
-        with snapshot.open("rt", encoding="utf-8") as lines:
-            ids = [json.loads(line)["id"] for line in lines if line.strip()]
-        inner = HPGamesBulkCancelRewardsOperator(reward_ids=ids, **common)
+    inner = HPGamesBulkCancelRewardsOperator(
+        reward_ids_path=str(snapshot), ids_column="id", results_path=str(results_path), resume=resume, **common
+    )
     try:
         return inner.cancel(context)
     finally:
@@ -1056,5 +1046,4 @@ __all__ = [
     "RewardsTeardownRecordOperator",
     "ThanxEndedCampaignJobsOperator",
     "ThanxPlannedJobsOperator",
-    "check_id",
 ]

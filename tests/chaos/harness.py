@@ -8,11 +8,13 @@ Shared by the chaos runs (``tests/chaos``) and the secret scan (``tests/security
   extras and short task retries (``REWARDS_TEARDOWN_RETRY_DELAY``), so faults cost seconds, not minutes.
 * :func:`incomplete_report` reads the report the DAG's ``teardown_report`` task failed with.
 * :func:`verdict_problems` checks a run against the sandbox's own account of what is left.
+* :func:`record_problems` checks the cancel tasks' records (``results.jsonl``) against the sandbox.
 """
 
 from __future__ import annotations
 
 import ast
+import collections
 import json
 import shutil
 from collections.abc import Mapping
@@ -34,6 +36,14 @@ FAST_TRANSPORT: dict[str, Any] = {
     "read_timeout": 15,
 }
 INCOMPLETE = "Teardown incomplete: "
+#: The flagship's list tasks and the param each reads; a record of each is under <hpgames_results_path>/<task_id>.
+LIST_TASK_PARAMS = {
+    "cancel_rewards_by_id": "hpgames_reward_ids",
+    "cancel_rewards_by_external_id": "hpgames_external_reward_ids",
+    "cancel_rewards_by_player": "hpgames_player_ids",
+}
+#: Outcomes that say an id is done (the rest say it is not: refused, unconfirmed, not_attempted).
+SETTLED_OUTCOMES = ("cancelled", "already_cancelled")
 
 
 def template_home(root: Path) -> Path:
@@ -98,11 +108,13 @@ class Outcome:
     requests: int
     task_retries: int
     left: list[str]
+    already_cancelled: str = "ok"
 
     def line(self) -> str:
         verdict = "success, clean" if self.succeeded else f"FAILED naming what is left: {', '.join(self.left)}"
         return (
-            f"seed {self.seed} (max_retries={self.transport_retries}): {verdict}; {self.seconds:.1f}s; "
+            f"seed {self.seed} (max_retries={self.transport_retries}, already cancelled: {self.already_cancelled}): "
+            f"{verdict}; {self.seconds:.1f}s; "
             f"{self.requests} vendor requests, faults injected {dict(sorted(self.faults.items()))}, "
             f"task retries {self.task_retries}"
         )
@@ -165,4 +177,69 @@ def verdict_problems(
     for entry in named["rewards_still_live"]:
         if entry.split(" (player ")[0].lower() not in {name.lower() for name in live_names}:
             problems.append(f"the failure names reward {entry}, which is not live")
+    return problems
+
+
+def read_record(folder: Path) -> list[dict[str, Any]] | None:
+    """The lines of ``folder/results.jsonl``, or None when the task wrote no record."""
+    path = folder / "results.jsonl"
+    if not path.exists():
+        return None
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def record_problems(
+    results_root: Path,
+    succeeded: bool,
+    params: Mapping[str, Any],
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    hpgames_merchant_id: str,
+) -> list[str]:
+    """What is wrong with the list tasks' records under ``results_root`` (the run's ``hpgames_results_path``).
+
+    * A record holds every target id of its task exactly once (a task with targets that wrote no record is
+      only allowed in a failed run: its input was refused before anything was sent).
+    * An id recorded ``cancelled``/``already_cancelled`` is done in the sandbox: the reward is CANCELLED, or the
+      player has no live reward left (of the filtered configuration). A record never hides undone work.
+    * In a successful run every recorded id is settled.
+    """
+    problems: list[str] = []
+    rewards_before = before["hpgames"]["merchants"][hpgames_merchant_id]["rewards"]
+    rewards_after = after["hpgames"]["merchants"][hpgames_merchant_id]["rewards"]
+    by_external = {reward["externalId"]: rid for rid, reward in rewards_before.items()}
+    config = (params.get("reward_configuration_id") or "").lower() or None
+
+    def done(field: str, value: str) -> bool:
+        if field == "player_ids":
+            return not any(
+                r["playerId"] == value
+                and r["status"] == "IN_PROGRESS"
+                and (config is None or r["rewardConfigurationId"].lower() == config)
+                for r in rewards_after.values()
+            )
+        rid = value.lower() if field == "reward_ids" else by_external.get(value)
+        return rid in rewards_after and rewards_after[rid]["status"] == "CANCELLED"
+
+    for task_id, param in LIST_TASK_PARAMS.items():
+        targets = {str(t).lower() if param == "hpgames_reward_ids" else str(t) for t in params.get(param) or []}
+        lines = read_record(results_root / task_id)
+        if not targets:
+            continue
+        if lines is None:
+            if succeeded:
+                problems.append(f"the run succeeded but {task_id} wrote no record in {results_root / task_id}")
+            continue
+        counts = collections.Counter(line["id"] for line in lines)
+        if repeated := sorted(i for i, n in counts.items() if n > 1):
+            problems.append(f"{task_id}'s record names {repeated} more than once")
+        if set(counts) != targets:
+            missing, extra = sorted(targets - set(counts)), sorted(set(counts) - targets)
+            problems.append(f"{task_id}'s record misses {missing} and names {extra}, not targeted")
+        for line in lines:
+            settled = line["outcome"] in SETTLED_OUTCOMES
+            if settled and not done(line["field"], line["id"]):
+                problems.append(f"{task_id}'s record says {line['id']} is {line['outcome']}, but it is not done")
+            if succeeded and not settled:
+                problems.append(f"the run succeeded but {task_id}'s record says {line['id']} is {line['outcome']}")
     return problems

@@ -140,16 +140,14 @@ with DAG(
         dry_run="{{ params.dry_run }}",
     )
     jobs = ThanxPlannedJobsOperator(task_id="thanx_jobs", plan_path=PLAN_PATH, dry_run="{{ params.dry_run }}")
-    revoke = ThanxRevokeIssuanceJobOperator.partial(
-        task_id="revoke_thanx_jobs", merchant_id="{{ params.thanx_merchant_id }}"
-    ).expand(issuance_job_id=jobs.output)
+    # Each job with its merchant (the record's, else the thanx_merchant_id param, else the connection's).
+    revoke = ThanxRevokeIssuanceJobOperator.partial(task_id="revoke_thanx_jobs").expand_kwargs(jobs.output)
     wait = ThanxIssuanceJobSensor.partial(
         task_id="wait_until_revoked",
-        merchant_id="{{ params.thanx_merchant_id }}",
         deferrable=True,
         poke_interval=POLL_INTERVAL,
         timeout=timedelta(hours=12).total_seconds(),
-    ).expand(issuance_job_id=jobs.output)
+    ).expand_kwargs(jobs.output)
     record = RewardsTeardownRecordOperator(task_id="teardown_record", plan_path=PLAN_PATH, outlets=[RECORD_ASSET])
 
     plan >> approve >> [cancel, jobs]

@@ -903,11 +903,13 @@ class HPGamesCancelPlannedRewardsOperator(RewardsBaseOperator):
 
 
 class ThanxPlannedJobsOperator(RewardsBaseOperator):
-    """The Thanx job ids a plan lists, for ``ThanxRevokeIssuanceJobOperator.partial(...).expand(...)``.
+    """The Thanx jobs a plan lists, as keyword arguments for
+    ``ThanxRevokeIssuanceJobOperator.partial(...).expand_kwargs(...)`` (and the sensor's).
 
     :param plan_path: the plan's ``plan.json`` (templated). :param dry_run: return no job (templated): the
     plan already lists them, and nothing is revoked.
-    Returns ``[job id]`` (jobs are few); a dry run logs them and returns ``[]``.
+    Returns ``[{"issuance_job_id", "merchant_id"}]`` (jobs are few; ``merchant_id`` None means the
+    connection's); a dry run logs them and returns ``[]``.
     """
 
     template_fields: Sequence[str] = ("plan_path", "dry_run")
@@ -916,21 +918,18 @@ class ThanxPlannedJobsOperator(RewardsBaseOperator):
         super().__init__(**kwargs)
         self.plan_path, self.dry_run = plan_path, dry_run
 
-    def execute(self, context: Context) -> list[str]:
+    def execute(self, context: Context) -> list[dict[str, str | None]]:
         dry_run = parse_bool(self.dry_run, "dry_run")
         _, plan = _plan(self.plan_path)
-        jobs_file = record_path(plan["files"]["thanx_issuance_jobs"], "plan files.thanx_issuance_jobs")
-        jobs = (
-            [entry.issuance_job_id for entry in read_job_record(jobs_file, field="plan files.thanx_issuance_jobs")]
-            if count_lines(jobs_file)
-            else []
-        )
+        field = "plan files.thanx_issuance_jobs"
+        jobs_file = record_path(plan["files"]["thanx_issuance_jobs"], field)
+        entries = read_job_record(jobs_file, field=field) if count_lines(jobs_file) else []
+        jobs = [{"issuance_job_id": entry.issuance_job_id, "merchant_id": entry.merchant_id} for entry in entries]
+        listed = ", ".join(job["issuance_job_id"] for job in jobs) or "none"
         if dry_run:
-            self.log.info(
-                "Dry run: would revoke %d Thanx job(s): %s; nothing is revoked", len(jobs), ", ".join(jobs) or "none"
-            )
+            self.log.info("Dry run: would revoke %d Thanx job(s): %s; nothing is revoked", len(jobs), listed)
             return []
-        self.log.info("The plan lists %d Thanx job(s) to revoke: %s", len(jobs), ", ".join(jobs) or "none")
+        self.log.info("The plan lists %d Thanx job(s) to revoke: %s", len(jobs), listed)
         return jobs
 
 

@@ -294,7 +294,9 @@ def test_teardown_from_the_plan_never_goes_beyond_it(sandbox, run_context, tmp_p
     sent = [set(e["body"]["ids"]) for e in calls(sandbox, "/rewards/bulkCancel")]
     assert set().union(*sent) == ENDED_REWARDS
     assert live_of(sandbox) == untouched
-    assert ThanxPlannedJobsOperator(task_id="jobs", plan_path=plan["plan_path"]).execute(context) == ENDED_JOBS
+    assert ThanxPlannedJobsOperator(task_id="jobs", plan_path=plan["plan_path"]).execute(context) == [
+        {"issuance_job_id": job, "merchant_id": None} for job in ENDED_JOBS
+    ]
     assert ThanxPlannedJobsOperator(task_id="jobs", plan_path=plan["plan_path"], dry_run=True).execute(context) == []
 
 
@@ -388,3 +390,12 @@ def test_after_a_rejection_the_record_says_so_keeps_the_window_start_and_ends_sk
     records = tmp_path / "records" / "nightly"
     assert json.loads(next(records.rglob("report.json")).read_text())["rejected"] == rejected
     assert json.loads((records / "watermark.json").read_text())["ended_before"] == plan["window"]["ended_after"]
+
+
+def test_planned_jobs_carry_the_merchant_they_are_revoked_for(sandbox, run_context, tmp_path, job_record):
+    merchant = seed.DEMO_THANX_MERCHANT_ID
+    plan = plan_operator(tmp_path, job_record, thanx_merchant_id=merchant).execute(run_context())
+    jobs = ThanxPlannedJobsOperator(task_id="jobs", plan_path=plan["plan_path"]).execute(run_context())
+    assert jobs == [{"issuance_job_id": job, "merchant_id": merchant} for job in ENDED_JOBS]
+    job_reads = [e for e in sandbox.request_log() if e["path"] == f"/partner/issuance_jobs/{ENDED_JOBS[1]}"]
+    assert len(job_reads) == 1  # the bare id's campaign was read with that merchant

@@ -8,9 +8,9 @@ CONSTRAINTS ?= constraints/constraints-3.3.txt
 CONSTRAINT_ARG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 FLOOR_AIRFLOW ?= 3.2.0
 FLOOR_VENV ?= .venv-floor
-UNIT_TESTS := tests/hooks tests/operators tests/sensors tests/triggers
+UNIT_TESTS := tests/hooks tests/operators tests/sensors tests/triggers tests/utils
 
-.PHONY: install test lint demo sandbox bench chaos screenshots clean dist check-wheel test-matrix constraints
+.PHONY: install test lint demo sandbox bench chaos screenshots clean dist check-wheel test-matrix test-floor constraints
 
 # The sandbox is its own distribution (sandbox/), installed from this checkout, never from an index.
 $(INSTALLED): pyproject.toml sandbox/pyproject.toml
@@ -21,9 +21,11 @@ $(INSTALLED): pyproject.toml sandbox/pyproject.toml
 
 install: $(INSTALLED)
 
+# The whole suite, then the distributed e2e (its own target: it installs PostgreSQL and Redis when missing).
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/e2e/distributed
+	$(MAKE) e2e-distributed
 
 lint: install
 	$(BIN)/ruff check .
@@ -63,12 +65,15 @@ check-wheel: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests/test_packaging.py
 
 # Unit tests at the declared Airflow floor ($(FLOOR_AIRFLOW), in $(FLOOR_VENV)) and at the newest 3.3.x (.venv).
-test-matrix: install
+test-matrix: test-floor install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not chaos" $(UNIT_TESTS)
+
+# The floor end of the matrix alone (.ci/run runs it after make test, which covers the newest 3.3.x).
+test-floor:
 	@test -x $(FLOOR_VENV)/bin/python || $(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install --quiet -c constraints/constraints-3.2.txt \
 		"apache-airflow==$(FLOOR_AIRFLOW)" ".[test]" ./sandbox
 	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider -m "not e2e and not chaos" $(UNIT_TESTS)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e and not chaos" $(UNIT_TESTS)
 
 # Regenerate constraints/constraints-3.3.txt from .venv (re-create it first for a clean freeze).
 constraints: install
@@ -89,7 +94,6 @@ docs: install
 
 # Distributed e2e (issue 17): Debian's PostgreSQL and Redis, installed only when missing (root, or sudo).
 E2E_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-E2E_PACKAGES := apache-airflow-providers-celery psycopg2-binary asyncpg
 .PHONY: e2e-deps e2e-distributed
 e2e-deps:
 	@missing=""; \
@@ -105,5 +109,4 @@ e2e-deps:
 # The flagship teardown on CeleryExecutor + PostgreSQL + Redis with two workers and both faults (about 3 min),
 # then the checker's own tests. Prints each phase's duration, the slots held by the waits and the wall time.
 e2e-distributed: install e2e-deps
-	$(BIN)/python -m pip install --quiet $(CONSTRAINT_ARG) $(E2E_PACKAGES)
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/e2e/distributed

@@ -184,4 +184,12 @@ def test_approval_guard_reject_then_approve(nightly_stack, sandbox, deadline, tm
     report = json.loads(next((tmp_path / "approved").rglob("report.json")).read_text())
     assert report["planned"] == {"hpgames": {"reward_ids": 2}, "thanx": {"issuance_job_ids": 2}}
     assert report["hpgames"]["cancelled"] == 2
+    events = stack.api_json("GET", f"/assets/events?source_dag_id={DAG_ID}&source_run_id=approved")["asset_events"]
+    by_name = {event["name"]: event for event in events}
+    record_event = by_name["rewards_nightly_teardown_record"]  # the record's Asset, declared by the DAG
+    assert record_event["source_task_id"] == "teardown_record"
+    assert record_event["extra"]["record_dir"] == f"file://{tmp_path}/approved/{DAG_ID}/approved"
+    assert record_event["extra"]["counts"] == report["planned"]
+    rejected = stack.api_json("GET", f"/assets/events?source_dag_id={DAG_ID}&source_run_id=rejected")["asset_events"]
+    assert rejected == [], "a rejected run emitted an Asset event"
     print(f"\nnightly approval e2e: {deadline.elapsed:.0f}s")

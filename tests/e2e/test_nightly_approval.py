@@ -16,6 +16,7 @@ the metadata database (no human-in-the-loop request at all), without the cost of
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,13 +118,13 @@ class NightlyRuns:
         Airflow 3.3.2 fails the task when a response resumes it before the scheduler has processed the
         "success" event of the park (a stale event then meets a running task); a person takes seconds."""
         scheduler = next(c for c in self.stack.components if c.name == "scheduler").stdout
-        parked = (
-            f"Received executor event with state success for task instance TaskInstanceKey(dag_id='{DAG_ID}', "
-            f"task_id='{APPROVAL_TASK}', run_id='{run_id}'"
+        parked = re.compile(
+            r"Received executor event with state \w+ for task instance TaskInstanceKey\("
+            rf"dag_id='{DAG_ID}', task_id='{APPROVAL_TASK}', run_id='{run_id}'"
         )
         self.stack.wait_for(
             f"the scheduler to take in {run_id}'s park",
-            lambda: parked in scheduler.read_text() or None,
+            lambda: parked.search(scheduler.read_text()) or None,
             self.deadline,
             30,
         )

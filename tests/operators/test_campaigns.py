@@ -338,11 +338,15 @@ def test_no_approval_is_asked_at_or_below_the_threshold_or_in_a_dry_run(
 
 
 def test_above_the_threshold_the_task_waits_showing_counts_sample_and_plan(run_context, hitl_requests):
-    from airflow.sdk.exceptions import TaskAwaitingInput
+    from airflow.sdk.exceptions import TaskDeferred
 
+    try:  # Airflow 3.3+ parks the task awaiting input; older versions defer it to the HITL trigger
+        from airflow.sdk.exceptions import TaskAwaitingInput as Waiting
+    except ImportError:
+        Waiting = TaskDeferred
     context = run_context(xcoms={"plan": PLAN})
     context["task_instance"] = SimpleNamespace(id="ti-1")
-    with pytest.raises(TaskAwaitingInput):
+    with pytest.raises(Waiting):
         RewardsTeardownApprovalOperator(task_id="approve", approval_threshold="11").execute(context)
     (request,) = hitl_requests
     assert request["options"] == ["Approve", "Reject"]

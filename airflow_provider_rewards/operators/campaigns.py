@@ -16,7 +16,8 @@ an Asset event).
 
 The window: ``[ended_after - grace, ended_before - grace)``, with ``ended_before`` the run's data interval
 end (or logical date) and ``ended_after`` the earliest of the previous successful run's data interval end
-(or start date) and the watermark of the last real teardown; with neither, ``ended_before - lookback``.
+(or start date) and the watermark of the last real teardown (ignored when it is not before ``ended_before``:
+it was written by a later run); with neither, ``ended_before - lookback``.
 A dry run or a rejected run never moves the watermark forward (with none yet, it writes its window's start),
 so what it did not tear down is planned again although the run itself succeeded.
 """

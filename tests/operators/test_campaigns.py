@@ -403,3 +403,17 @@ def test_planned_jobs_carry_the_merchant_they_are_revoked_for(sandbox, run_conte
     assert jobs == [{"issuance_job_id": job, "merchant_id": merchant} for job in ENDED_JOBS]
     job_reads = [e for e in sandbox.request_log() if e["path"] == f"/partner/issuance_jobs/{ENDED_JOBS[1]}"]
     assert len(job_reads) == 1  # the bare id's campaign was read with that merchant
+
+
+def test_a_configuration_named_by_its_external_id_is_snapshotted_the_same(sandbox, run_context, tmp_path):
+    operator = HPGamesCancelRewardsOfConfigurationOperator(
+        task_id="cancel_ended",
+        external_reward_configuration_id="cfg-summer-2025",
+        results_path=f"file://{tmp_path}/external",
+        dry_run=True,
+    )
+    assert operator.execute(run_context())["live_rewards"] == 2
+    (read,) = calls(sandbox, "/rewards/readAll")
+    assert read["body"]["externalRewardConfigurationId"] == "cfg-summer-2025"
+    assert read["body"]["status"] == "IN_PROGRESS"
+    assert calls(sandbox, "/rewards/bulkCancel") == []

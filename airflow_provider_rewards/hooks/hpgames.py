@@ -292,7 +292,7 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
     def ended_reward_configurations(
         self,
         before_ms: int,
-        grace: timedelta | None = None,
+        grace: timedelta = timedelta(0),
         *,
         after_ms: int | None = None,
         name: str | None = None,
@@ -301,12 +301,11 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
     ) -> list[dict[str, Any]]:
         """The configurations whose ``endDate`` lies in ``[after_ms - grace, before_ms - grace)`` (epoch ms).
 
-        ``grace`` (a ``timedelta``, default none) delays "ended": a configuration counts as ended ``grace``
+        ``grace`` (a ``timedelta``, default zero) delays "ended": a configuration counts as ended ``grace``
         after its ``endDate``. Half-open windows tile: consecutive runs with ``after_ms`` = the previous
         ``before_ms`` see every configuration exactly once. A configuration without an integer ``endDate``
         never ends. Sorted by ``endDate``, then id. Every argument is checked before the request.
         """
-        grace = timedelta(0) if grace is None else grace
         if not isinstance(grace, timedelta) or grace < timedelta(0):
             raise RewardsInputError(f"grace must be a timedelta of zero or more, got {grace!r:.60}")
         for field_name, value in (("before_ms", before_ms), ("after_ms", after_ms)):

@@ -179,6 +179,10 @@ def test_configuration_filters_are_validated_before_any_request(sandbox):
             hook.read_reward_configurations(status="ENDED")
         with pytest.raises(RewardsInputError, match=r"after_ms .* must be before before_ms"):
             hook.ended_reward_configurations(5, after_ms=5)
+        with pytest.raises(RewardsInputError, match="grace must be a timedelta of zero or more"):
+            hook.ended_reward_configurations(5, timedelta(seconds=-1))
+        with pytest.raises(RewardsInputError, match="before_ms must be epoch milliseconds"):
+            hook.ended_reward_configurations("2025-09-01")
     assert sandbox.request_log() == []
 
 

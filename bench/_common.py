@@ -195,6 +195,14 @@ class Sandbox:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read() or b"null")
 
+    def bulk_cancel_ids(self) -> int:
+        """Ids in the ``bulkCancel`` requests answered 200 since the log was last cleared (from ``batch_size``)."""
+        entries = self.admin("GET", "requests")["requests"]
+        return sum(e.get("batch_size", 0) for e in entries if e["path"].endswith("/bulkCancel") and e["status"] == 200)
+
+    def clear_requests(self) -> None:
+        self.admin("DELETE", "requests")
+
     def request_tally(self) -> dict[str, int]:
         """``{"<METHOD> <path kind> <status>": count}`` over the sandbox's request log (last 100,000)."""
         tally: dict[str, int] = {}
@@ -228,9 +236,15 @@ def write_seed(path: Path, seed: dict[str, Any], rewards: Iterator[dict[str, Any
 
 @contextlib.contextmanager
 def sandbox_process(
-    seed_file: Path, *, revoke_seconds: float = 5.0, startup_timeout: float = 600, log_file: Path | None = None
+    seed_file: Path,
+    *,
+    revoke_seconds: float = 5.0,
+    startup_timeout: float = 600,
+    log_file: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[Sandbox]:
-    """Start the sandbox CLI on 127.0.0.1:0 with ``seed_file``; always stopped (SIGTERM, then SIGKILL)."""
+    """Start the sandbox CLI on 127.0.0.1:0 with ``seed_file`` (and ``extra_args``, e.g. ``--latency-ms 20``);
+    always stopped (SIGTERM, then SIGKILL)."""
     command = [
         PYTHON,
         "-m",
@@ -243,6 +257,7 @@ def sandbox_process(
         str(seed_file),
         "--revoke-seconds",
         str(revoke_seconds),
+        *extra_args,
     ]
     stderr = open(log_file, "wb") if log_file else subprocess.DEVNULL  # noqa: SIM115 - closed below
     started = time.perf_counter()
@@ -276,7 +291,9 @@ def sandbox_process(
 
 
 class TaskInstanceStub:
-    """What the operators use of ``context["ti"]`` (as in tests/operators/conftest.py)."""
+    """What the operators use of ``context["ti"]`` (as in tests/operators/conftest.py), and a record's identity."""
+
+    dag_id, run_id, task_id, map_index, try_number = "bench", "bench__1", "bulk_cancel", -1, 1
 
     def __init__(self) -> None:
         self.pushed: dict[str, Any] = {}
@@ -289,7 +306,10 @@ class TaskInstanceStub:
 
 
 def minimal_context() -> dict[str, Any]:
-    return {"ti": TaskInstanceStub(), "params": {}}
+    """The operator tests' context, plus the ``outlet_events`` accessor a real task gets (for Asset events)."""
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    return {"ti": TaskInstanceStub(), "params": {}, "outlet_events": OutletEventAccessors()}
 
 
 # ---------------------------------------------------------------------------------------------

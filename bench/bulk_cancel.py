@@ -13,6 +13,15 @@ answered 200 for an id the sandbox does not hold), this runs, each in a fresh in
    the minimal context of tests/operators/conftest.py (``batch_size`` default 500 unless
    ``--batch-size``), timing ``execute()`` (input validation included).
 4. (full scale) the bulk operator again at ``--rss-n`` ids (1,000,000) for the peak-RSS target.
+5. ``streamed``: ``HPGamesBulkCancelRewardsOperator(reward_ids_path=<file>, results_path=<dir>)`` at
+   ``--stream-base-n`` (100,000) and ``--stream-n`` (10,000,000) ids, one id per line in a file under
+   /tmp (deleted afterwards), against a second sandbox started with ``--accept-unknown-ids`` (it answers
+   200 for ids it does not hold and stores nothing, so 10^7 ids need no seed). Peak RSS is the child's
+   ``ru_maxrss``; the sandbox's request log must show every id in a 200 ``bulkCancel`` and results.jsonl
+   one line per id.
+6. ``wire``: the streamed operator at ``--wire-n`` ids against a third sandbox with ``--latency-ms 20``
+   (and ``--accept-unknown-ids``), at ``max_concurrency`` 1 and 4. The wire limit is
+   ceil(N / batch_size) x 20 ms / max_concurrency; the figure is wire limit / ``execute()`` wall time.
 
 Per-reward approaches run on a sample (``--sample`` rewards each) and are extrapolated linearly to
 ``--n``; the ratio compares the bulk operator's rewards per second with the FASTER per-reward
@@ -20,13 +29,16 @@ variant. Peak RSS is ``ru_maxrss`` of the child, which holds the id list it was 
 At the end the sandbox is asked (``rewards/readAll``) which rewards are still IN_PROGRESS: exactly
 the untouched control rewards must be.
 
-Usage: ``python bench/bulk_cancel.py [--n 100000] [--sample 3000] [--batch-size 500] [--rss-n 1000000]``
+Usage: ``python bench/bulk_cancel.py [--n 100000] [--sample 3000] [--batch-size 500] [--rss-n 1000000]
+[--stream-n 10000000] [--stream-base-n 100000] [--wire-n 100000]``
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -41,11 +53,16 @@ SECRET = "sandbox_hpgames_demo_secret_5d41"
 CONFIG_ID = "c0f1a000-0000-4000-8000-000000000001"
 CANCEL_ENDPOINT = "api/v1/integration/rewards/cancel"
 MILLION = 1_000_000
-GROUPS = {"httphook": 1, "session": 2, "bulk": 3, "bulk-rss": 4, "control": 9}
+GROUPS = {"httphook": 1, "session": 2, "bulk": 3, "bulk-rss": 4, "stream": 5, "wire": 6, "control": 9}
 WARMUP = 50  # rewards each child cancels untimed first (lazy imports, first connection), per approach
 CONTROLS = 10
 TARGET_RATIO = 100.0
 TARGET_RSS_MB = 300.0
+TARGET_STREAM_RSS_MB = 150.0
+TARGET_STREAM_GROWTH = 1.1
+TARGET_WIRE_RATIO = 0.8
+RTT_MS = 20.0
+WIRE_CONCURRENCY = (1, 4)
 
 
 def reward_id(group: int, index: int) -> str:
@@ -77,7 +94,57 @@ def seed_head() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Children
 # ---------------------------------------------------------------------------------------------
+def write_ids_file(path: Path, group: int, count: int) -> float:
+    """``count`` distinct reward ids, one per line (as a warehouse export); returns the size in MiB."""
+    with open(path, "w", encoding="ascii") as out:
+        for start in range(0, count, 100_000):
+            out.write("".join(f"{reward_id(group, i)}\n" for i in range(start, min(count, start + 100_000))))
+    return path.stat().st_size / 2**20
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as file:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+
+
+def stream_child(args: Any) -> None:
+    """One streamed run: ``execute()`` of the operator on a file of ids, peak RSS of this process."""
+    rss_start = c.rss_mb()
+    from airflow_provider_rewards.operators.hpgames import HPGamesBulkCancelRewardsOperator
+
+    operator = HPGamesBulkCancelRewardsOperator(
+        task_id="bulk_cancel",
+        reward_ids_path=args.ids_file,
+        results_path=args.results_dir,
+        batch_size=args.batch_size,
+        max_concurrency=args.max_concurrency,
+    )
+    context = c.minimal_context()
+    rss_import = c.rss_mb()
+    wall, cpu = time.perf_counter(), time.process_time()
+    summary = operator.execute(context)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    c.write_result(
+        args.result_file,
+        {
+            "rewards": args.count,
+            "requests": summary.get("requests"),
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "rss_start_mb": rss_start,
+            "rss_import_mb": rss_import,
+            "peak_rss_mb": c.peak_rss_mb(),
+            "batch_size": args.batch_size,
+            "max_concurrency": args.max_concurrency,
+            "summary": {k: v for k, v in summary.items() if isinstance(v, int | float | str | bool | None)},
+        },
+    )
+
+
 def child(args: Any) -> None:
+    if args.phase == "stream":
+        stream_child(args)
+        return
     rss_start = c.rss_mb()
     base_url = os.environ["BENCH_BASE_URL"]
     summary: dict[str, Any] = {}
@@ -170,7 +237,22 @@ def main() -> int:
         default=0 if quick else MILLION,
         help="ids of a second bulk run for the peak-RSS target (0: extrapolate linearly from --n)",
     )
+    parser.add_argument(
+        "--stream-n",
+        type=int,
+        default=500_000 if quick else 10_000_000,
+        help="ids of the big streamed run (peak-RSS target at 10,000,000)",
+    )
+    parser.add_argument(
+        "--stream-base-n", type=int, default=50_000 if quick else 100_000, help="ids of the small streamed run"
+    )
+    parser.add_argument(
+        "--wire-n", type=int, default=20_000 if quick else 100_000, help="ids of the 20 ms RTT throughput runs"
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--ids-file", help=argparse.SUPPRESS)
+    parser.add_argument("--results-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--max-concurrency", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -227,7 +309,99 @@ def main() -> int:
                 sandbox.base_url, "readAll", c.hpgames_signed({"status": "IN_PROGRESS"}, MERCHANT_ID, SECRET)
             )
             tally = sandbox.request_tally()
-    return report(args, results, left, tally, rss_n)
+        streamed = run_streamed(args, workdir)
+    status = report(args, results, left, tally, rss_n)
+    return report_streamed(args, streamed) or status
+
+
+def sink_env(workdir: Path, sandbox: c.Sandbox) -> dict[str, str]:
+    connection = {"conn_type": "hpgames", "host": sandbox.base_url, "login": MERCHANT_ID, "password": SECRET}
+    return c.airflow_env(workdir / "airflow-home", {"hpgames_default": connection})
+
+
+def stream_phase(
+    name: str, group: str, count: int, concurrency: int, args: Any, sandbox: c.Sandbox, workdir: Path
+) -> dict[str, Any]:
+    """Write a file of ``count`` ids, run the streamed operator on it in a child, check and delete the files."""
+    ids_file, results_dir = workdir / f"{name}.ids.txt", workdir / f"{name}.results"
+    started = time.perf_counter()
+    size = write_ids_file(ids_file, GROUPS[group], count)
+    c.say(f"  {name}: {count:,} ids, {size:,.0f} MB file written in {time.perf_counter() - started:.1f} s")
+    sandbox.clear_requests()
+    phase_args = ["--phase", "stream", "--count", str(count), "--batch-size", str(args.batch_size)]
+    phase_args += ["--ids-file", str(ids_file), "--results-dir", str(results_dir)]
+    phase_args += ["--max-concurrency", str(concurrency)]
+    try:
+        result = c.run_child(Path(__file__), phase_args, sink_env(workdir, sandbox), workdir, name, timeout=3600)
+        result["sent_ids"] = sandbox.bulk_cancel_ids()
+        result["results_lines"] = count_lines(results_dir / "results.jsonl")
+    finally:
+        ids_file.unlink(missing_ok=True)
+        shutil.rmtree(results_dir, ignore_errors=True)
+    result["rate"] = count / result["wall_s"]
+    c.say(
+        f"  {name}: {count:,} ids, {result['requests']:,} requests, {result['wall_s']:.2f} s, "
+        f"{c.fmt_rate(result['rate'])} ids/s, peak RSS {result['peak_rss_mb']:.0f} MB, "
+        f"sandbox saw {result['sent_ids']:,} ids in bulkCancels answered 200, "
+        f"results.jsonl {result['results_lines']:,} lines"
+    )
+    return result
+
+
+def run_streamed(args: Any, workdir: Path) -> dict[str, dict[str, Any]]:
+    """The streamed runs: peak RSS at two sizes (sink sandbox), then throughput at 20 ms RTT."""
+    seed_file = workdir / "sink-seed.json"
+    c.write_seed(seed_file, seed_head())
+    out: dict[str, dict[str, Any]] = {}
+    c.say(f"\n  streamed from a file, sandbox with --accept-unknown-ids, batch_size={args.batch_size}")
+    with c.sandbox_process(seed_file, log_file=workdir / "sink.log", extra_args=["--accept-unknown-ids"]) as sink:
+        out["stream-base"] = stream_phase("streamed-small", "stream", args.stream_base_n, 1, args, sink, workdir)
+        out["stream"] = stream_phase("streamed-big", "stream", args.stream_n, 1, args, sink, workdir)
+    extra = ["--accept-unknown-ids", "--latency-ms", f"{RTT_MS:g}"]
+    c.say(f"\n  throughput, sandbox with --latency-ms {RTT_MS:g}")
+    with c.sandbox_process(seed_file, log_file=workdir / "wire.log", extra_args=extra) as wire:
+        for concurrency in WIRE_CONCURRENCY:
+            name = f"wire-c{concurrency}"
+            out[name] = stream_phase(name, "wire", args.wire_n, concurrency, args, wire, workdir)
+    return out
+
+
+def report_streamed(args: Any, out: dict[str, dict[str, Any]]) -> int:
+    """Target lines of the streamed runs; 1 when the sandbox or the record does not confirm a run."""
+    wrong = [
+        name
+        for name, result in out.items()
+        if result["sent_ids"] != result["rewards"] or result["results_lines"] != result["rewards"]
+    ]
+    if wrong:
+        c.say(f"  ERROR: the sandbox or results.jsonl does not confirm every id of {wrong}")
+        return 1
+    big, base = out["stream"], out["stream-base"]
+    growth = big["peak_rss_mb"] / base["peak_rss_mb"]
+    c.say(
+        f"\n  streamed peak RSS: {big['peak_rss_mb']:.0f} MB at {big['rewards']:,} ids vs "
+        f"{base['peak_rss_mb']:.0f} MB at {base['rewards']:,} ({growth:.2f}x); "
+        f"{big['rss_import_mb']:.0f} MB after imports"
+    )
+    label = "" if big["rewards"] == 10_000_000 else f" (run at {big['rewards']:,} ids)"
+    c.target(
+        "peak RSS at 10,000,000 ids streamed",
+        f"{big['peak_rss_mb']:.0f} MB{label}, {growth:.2f}x the run at {base['rewards']:,} ids",
+        f"< {TARGET_STREAM_RSS_MB:.0f} MB and <= {TARGET_STREAM_GROWTH}x",
+        big["peak_rss_mb"] < TARGET_STREAM_RSS_MB and growth <= TARGET_STREAM_GROWTH,
+    )
+    for concurrency in WIRE_CONCURRENCY:
+        result = out[f"wire-c{concurrency}"]
+        limit = math.ceil(result["rewards"] / args.batch_size) * RTT_MS / 1000 / concurrency
+        ratio = limit / result["wall_s"]
+        c.target(
+            f"throughput vs wire limit at 20 ms RTT, max_concurrency {concurrency}",
+            f"{ratio:.2f} ({result['wall_s']:.2f} s vs {limit:.2f} s for {result['rewards']:,} ids, "
+            f"{result['requests']:,} requests)",
+            f">= {TARGET_WIRE_RATIO}",
+            ratio >= TARGET_WIRE_RATIO,
+        )
+    return 0
 
 
 def report(args: Any, results: dict[str, dict], left: list, tally: dict[str, int], rss_n: int) -> int:

@@ -21,7 +21,8 @@ before the first cancel, and the task writes a record of every id (``results.jso
 with its outcome, plus ``summary.json`` and ``manifest.json``) under
 ``<hpgames_results_path>/<task_id>/``, or, when that param is null, next to the file
 (``<file>.results/<dag_id>/<run_id>/<task_id>/``). A retry, or a new run with the same
-``hpgames_results_path``, resumes after the last batch the record settled.
+``hpgames_results_path``, resumes after the last batch the record settled. Each results.jsonl is also an
+Asset event of the alias ``airflow-provider-rewards-results``, for audit DAGs to schedule on.
 
 Flow:
 1. ``revoke_thanx_jobs``: one mapped task per issuance job. Retry-safe: a job already revoking or

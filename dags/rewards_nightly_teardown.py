@@ -50,6 +50,8 @@ NIGHTLY_APPROVAL_THRESHOLD = 10_000
 #: Every run's report and record; downstream DAGs and audits can be scheduled on it.
 RECORD_ASSET = Asset(name="rewards_nightly_teardown_record", uri="x-rewards://rewards_nightly_teardown/record")
 PLAN_PATH = "{{ ti.xcom_pull(task_ids='plan')['plan_path'] }}"
+#: The sha256 of each plan file, from the plan task's XCom: a file changed after the plan (and its approval) fails.
+FINGERPRINT = "{{{{ ti.xcom_pull(task_ids='plan')['fingerprints']['{}'] }}}}"
 #: The param when given; else the nightly default for scheduled runs and no limit (None) for on-demand ones.
 APPROVAL_THRESHOLD = (
     "{{ params.approval_threshold if params.approval_threshold is not none else "
@@ -137,9 +139,15 @@ with DAG(
         task_id="cancel_hpgames_rewards",
         plan_path=PLAN_PATH,
         batch_size="{{ params.batch_size }}",
+        expected_fingerprint=FINGERPRINT.format("hpgames_reward_ids"),
         dry_run="{{ params.dry_run }}",
     )
-    jobs = ThanxPlannedJobsOperator(task_id="thanx_jobs", plan_path=PLAN_PATH, dry_run="{{ params.dry_run }}")
+    jobs = ThanxPlannedJobsOperator(
+        task_id="thanx_jobs",
+        plan_path=PLAN_PATH,
+        expected_fingerprint=FINGERPRINT.format("thanx_issuance_jobs"),
+        dry_run="{{ params.dry_run }}",
+    )
     # Each job with its merchant (the record's, else the thanx_merchant_id param, else the connection's).
     revoke = ThanxRevokeIssuanceJobOperator.partial(task_id="revoke_thanx_jobs").expand_kwargs(jobs.output)
     wait = ThanxIssuanceJobSensor.partial(

@@ -24,6 +24,7 @@ so what it did not tear down is planned again although the run itself succeeded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -262,6 +263,26 @@ def snapshot_live_rewards(
                 count += 1
     partial.rename(destination)
     return count
+
+
+def fingerprint(path: ObjectStoragePath) -> str:
+    """sha256 hex of the file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_fingerprint(path: ObjectStoragePath, expected: object, field: str) -> None:
+    """Fail (no retry) when the plan's file is not the one the plan wrote (and a person may have approved)."""
+    if expected in (None, *NULL_TEXT):
+        return
+    if fingerprint(path) != expected:
+        raise AirflowFailException(
+            f"{display_location(path)} changed since the plan wrote it ({field} does not match): nothing was sent; "
+            "run the plan again"
+        )
 
 
 def count_lines(path: ObjectStoragePath) -> int:
@@ -712,6 +733,10 @@ class RewardsTeardownPlanOperator(HPGamesEndedConfigurationsOperator):
                 "hpgames_reward_ids": display_location(hpgames_file),
                 "thanx_issuance_jobs": display_location(thanx_file),
             },
+            "fingerprints": {
+                "hpgames_reward_ids": fingerprint(hpgames_file),
+                "thanx_issuance_jobs": fingerprint(thanx_file),
+            },
             "watermark_path": display_location(watermark_path),
         }
         plan_path = plan_dir / PLAN_FILE
@@ -741,6 +766,7 @@ class RewardsTeardownPlanOperator(HPGamesEndedConfigurationsOperator):
             "configurations": configurations[:XCOM_LIST_LIMIT],
             "campaigns": [c for c in campaigns if c["ended"]][:XCOM_LIST_LIMIT],
             "files": plan["files"],
+            "fingerprints": plan["fingerprints"],
             "dry_run": dry_run,
             "nothing_to_do": total == 0,
         }
@@ -854,11 +880,14 @@ class HPGamesCancelPlannedRewardsOperator(RewardsBaseOperator):
     :param plan_path: the plan's ``plan.json`` (templated). :param results_path: the record's directory
     (templated; default ``<plan dir>/hpgames_results``). :param batch_size, resume, dry_run, hpgames_conn_id:
     as :class:`~.hpgames.HPGamesBulkCancelRewardsOperator`.
+    :param expected_fingerprint: the sha256 the plan task returned for the reward file (templated, from its
+        XCom, which lives in the metadata database, not next to the file). A file changed since then fails
+        the task before any request.
 
     Returns the bulk cancel's summary (``nothing_to_do`` when the plan lists no reward).
     """
 
-    template_fields: Sequence[str] = ("plan_path", "results_path", "batch_size", "dry_run")
+    template_fields: Sequence[str] = ("plan_path", "results_path", "batch_size", "expected_fingerprint", "dry_run")
 
     def __init__(
         self,
@@ -868,11 +897,13 @@ class HPGamesCancelPlannedRewardsOperator(RewardsBaseOperator):
         batch_size: int | str = DEFAULT_BATCH_SIZE,
         resume: bool = True,
         dry_run: bool | str = False,
+        expected_fingerprint: str | None = None,
         hpgames_conn_id: str = HPGamesHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_results_alias(kwargs))
         self.plan_path, self.results_path = plan_path, results_path
+        self.expected_fingerprint = expected_fingerprint
         self.batch_size = batch_size if isinstance(batch_size, str) else check_batch_size(batch_size)
         self.resume, self.dry_run = resume, dry_run
         self.hpgames_conn_id = require_id(hpgames_conn_id, "hpgames_conn_id")
@@ -881,6 +912,7 @@ class HPGamesCancelPlannedRewardsOperator(RewardsBaseOperator):
         dry_run = parse_bool(self.dry_run, "dry_run")
         path, plan = _plan(self.plan_path)
         snapshot = record_path(plan["files"]["hpgames_reward_ids"], "plan files.hpgames_reward_ids")
+        check_fingerprint(snapshot, self.expected_fingerprint, "expected_fingerprint")
         results = (
             path.parent / HPGAMES_RESULTS_DIR
             if self.results_path in (None, *NULL_TEXT)
@@ -908,22 +940,26 @@ class ThanxPlannedJobsOperator(RewardsBaseOperator):
     ``ThanxRevokeIssuanceJobOperator.partial(...).expand_kwargs(...)`` (and the sensor's).
 
     :param plan_path: the plan's ``plan.json`` (templated). :param dry_run: return no job (templated): the
-    plan already lists them, and nothing is revoked.
+    plan already lists them, and nothing is revoked. :param expected_fingerprint: as
+    :class:`HPGamesCancelPlannedRewardsOperator`'s, for the job file.
     Returns ``[{"issuance_job_id", "merchant_id"}]`` (jobs are few; ``merchant_id`` None means the
     connection's); a dry run logs them and returns ``[]``.
     """
 
-    template_fields: Sequence[str] = ("plan_path", "dry_run")
+    template_fields: Sequence[str] = ("plan_path", "expected_fingerprint", "dry_run")
 
-    def __init__(self, *, plan_path: object, dry_run: bool | str = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *, plan_path: object, dry_run: bool | str = False, expected_fingerprint: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.plan_path, self.dry_run = plan_path, dry_run
+        self.plan_path, self.dry_run, self.expected_fingerprint = plan_path, dry_run, expected_fingerprint
 
     def execute(self, context: Context) -> list[dict[str, str | None]]:
         dry_run = parse_bool(self.dry_run, "dry_run")
         _, plan = _plan(self.plan_path)
         field = "plan files.thanx_issuance_jobs"
         jobs_file = record_path(plan["files"]["thanx_issuance_jobs"], field)
+        check_fingerprint(jobs_file, self.expected_fingerprint, "expected_fingerprint")
         entries = read_job_record(jobs_file, field=field) if count_lines(jobs_file) else []
         jobs = [{"issuance_job_id": entry.issuance_job_id, "merchant_id": entry.merchant_id} for entry in entries]
         listed = ", ".join(job["issuance_job_id"] for job in jobs) or "none"

@@ -421,3 +421,25 @@ def test_a_configuration_named_by_its_external_id_is_snapshotted_the_same(sandbo
     assert read["body"]["externalRewardConfigurationId"] == "cfg-summer-2025"
     assert read["body"]["status"] == "IN_PROGRESS"
     assert calls(sandbox, "/rewards/bulkCancel") == []
+
+
+def test_a_plan_file_changed_after_the_plan_fails_before_any_request(sandbox, run_context, tmp_path, job_record):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    plan = plan_operator(tmp_path, job_record).execute(run_context())
+    rewards_file = Path(plan["files"]["hpgames_reward_ids"].removeprefix("file://"))
+    extra = {"id": seed.DEMO_HPGAMES_UNTOUCHED_REWARD_IDS[0], "rewardConfigurationId": ENDED, "playerId": "p"}
+    rewards_file.write_text(rewards_file.read_text() + json.dumps(extra) + "\n")  # widened after the plan
+    sandbox.clear_request_log()
+    cancel = HPGamesCancelPlannedRewardsOperator(
+        task_id="cancel",
+        plan_path=plan["plan_path"],
+        expected_fingerprint=plan["fingerprints"]["hpgames_reward_ids"],
+    )
+    with pytest.raises(AirflowFailException, match=r"changed since the plan wrote it .*nothing was sent"):
+        cancel.execute(run_context())
+    jobs = ThanxPlannedJobsOperator(
+        task_id="jobs", plan_path=plan["plan_path"], expected_fingerprint=plan["fingerprints"]["thanx_issuance_jobs"]
+    )
+    assert len(jobs.execute(run_context())) == 2  # an unchanged file passes
+    assert sandbox.request_log() == []

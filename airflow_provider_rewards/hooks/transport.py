@@ -9,7 +9,8 @@ serves the trigger. Both share :class:`TransportSettings`, the CA resolution of 
 and the decisions of :meth:`_RetryingTransport._delay_after` (what a response means) and
 :meth:`_RetryingTransport._delay_or_raise` (retry or fail). A 2xx/3xx whose JSON body carries a
 non-zero ``errorCode`` (HPGames' way of refusing) is a refusal like a 4xx: raised, never retried
-(no HPGames code is documented as transient).
+(no HPGames code is documented as transient). Given a limiter (``hooks/rate_limit.py``), each attempt
+first waits its turn in the credential's budget; every 429 counts in ``throttle_count``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from airflow_provider_rewards.hooks.transport import Transport
 from airflow_provider_rewards.operators.hpgames import HPGamesBulkCancelRewardsOperator
 from airflow_provider_rewards.operators.thanx import ThanxRevokeIssuanceJobOperator
 from airflow_provider_rewards.sensors.thanx import ThanxIssuanceJobSensor
-from tests.conftest import REWARDS_URL, THANX_URL
+from tests.conftest import REWARDS_URL, THANX_URL, set_connection
 from tests.operators.conftest import TaskInstanceStub
 
 JOB_URL = f"{THANX_URL}/partner/issuance_jobs/job_1"
@@ -97,6 +97,7 @@ def test_every_task_closes_its_session_after_execute(thanx_conn, hpgames_conn, r
     assert len(closed) == 1
 
 
-def test_only_thanx_hooks_pace_their_requests(thanx_conn, hpgames_conn):
-    assert ThanxHook().transport.limiter is not None  # the default budget: 4/s, 1,800 per 900 s
+def test_only_thanx_hooks_pace_their_requests(monkeypatch, hpgames_conn):
+    set_connection(monkeypatch, "thanx_paced", conn_type="thanx", host=THANX_URL, login="c", password="t")
+    assert ThanxHook("thanx_paced").transport.limiter is not None  # the default budget: 4/s, 1,800 per 900 s
     assert HPGamesHook().transport.limiter is None  # HPGames documents no rate limit

@@ -15,7 +15,6 @@ entry the way an issuing task should (one line per job, appended).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +22,12 @@ from typing import Any
 from airflow.sdk import Asset, ObjectStoragePath
 
 from airflow_provider_rewards.exceptions import RewardsInputError
+from airflow_provider_rewards.utils.id_source import as_storage_path, display_location
 from airflow_provider_rewards.utils.validation import require_id, require_path_id
 
 JOB_ID_KEY = "issuance_job_id"
 CAMPAIGN_ID_KEY = "campaign_id"
 MERCHANT_ID_KEY = "merchant_id"
-_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
 
 
 @dataclass(frozen=True)
@@ -43,25 +42,9 @@ class JobRecordEntry:
 
 def record_path(value: object, field: str = "job_record") -> ObjectStoragePath:
     """An ObjectStoragePath from a URI string (``file:///x``, ``s3://b/k``, ``/abs/path``), an ObjectStoragePath
-    or an :class:`~airflow.sdk.Asset` (its URI); a :class:`RewardsInputError` naming ``field`` otherwise."""
-    if isinstance(value, Asset):
-        value = value.uri
-    if isinstance(value, ObjectStoragePath):
-        return value
-    if not isinstance(value, str) or not value.strip():
-        raise RewardsInputError(
-            f"{field} must be a file URI (file:///path, s3://bucket/key), an ObjectStoragePath or an Asset, "
-            f"got {type(value).__name__} {value!r:.60}"
-        )
-    try:
-        return ObjectStoragePath(value)
-    except ValueError as error:  # e.g. no filesystem registered for the scheme
-        raise RewardsInputError(f"{field} {value!r:.80} cannot be opened: {error}") from None
-
-
-def display_location(path: ObjectStoragePath) -> str:
-    """``str(path)`` without a connection id in the URI's userinfo (safe for logs, XCom and records)."""
-    return _USERINFO_RE.sub(r"\1", str(path))
+    or an :class:`~airflow.sdk.Asset` (its URI), by :func:`~.id_source.as_storage_path`; a
+    :class:`RewardsInputError` naming ``field`` otherwise."""
+    return as_storage_path(value.uri if isinstance(value, Asset) else value, field)
 
 
 def _entry(text: str, location: str, line: int) -> JobRecordEntry:

@@ -92,7 +92,7 @@ def test_an_asset_is_read_through_its_uri(record):
 
 @pytest.mark.parametrize("value", [None, "", 42, ["file:///x"]])
 def test_record_path_refuses_what_is_not_a_location(value):
-    with pytest.raises(RewardsInputError, match="job_record must be a file URI"):
+    with pytest.raises(RewardsInputError, match="job_record must be a URI"):
         record_path(value)
 
 

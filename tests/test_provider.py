@@ -95,3 +95,11 @@ def test_module_imports_without_deprecation_warnings(module):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_operator_and_sensor_has_a_colour_of_its_own():
+    from tests.docs.reference_check import leaves, registered_operator_classes
+
+    colours = {cls.__name__: cls.ui_color.lower() for cls in leaves(registered_operator_classes())}
+    assert not {name for name, colour in colours.items() if colour in ("#fff", "#ffffff")}, colours
+    assert len(set(colours.values())) == len(colours), colours

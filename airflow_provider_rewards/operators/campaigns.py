@@ -341,12 +341,15 @@ class HPGamesEndedConfigurationsOperator(RewardsBaseOperator):
         timedelta or seconds; default none).
     :param lookback: the lower bound's distance when there is no earlier successful run (templated; timedelta
         or seconds; default 7 days).
-    :param name: ``readAll``'s partial name filter; ``status`` (``ACTIVE``/``INACTIVE``) and ``reward_type``
-        (``FREE_BET``) its other filters (templated, default none).
+    :param name: ``readAll``'s partial name filter (templated, default none).
+    :param status: ``ACTIVE`` or ``INACTIVE`` (templated, default none).
+    :param reward_type: ``FREE_BET`` (templated, default none).
     :param hpgames_conn_id: connection of type ``hpgames``.
 
     Returns (small XCom) ``[{"id", "externalId", "name", "endDate"}]``, sorted by ``endDate``. Read only.
     """
+
+    ui_color = "#d9e8f5"
 
     template_fields: Sequence[str] = (
         "ended_before",
@@ -431,6 +434,8 @@ class HPGamesCancelRewardsOfConfigurationOperator(RewardsBaseOperator):
 
     Returns the bulk cancel's summary plus ``"snapshot"`` (its location) and ``"live_rewards"``.
     """
+
+    ui_color = "#a7b8ec"
 
     template_fields: Sequence[str] = (
         "reward_configuration_id",
@@ -562,13 +567,17 @@ class ThanxEndedCampaignJobsOperator(RewardsBaseOperator):
     :param job_record: the record the issuing process writes (templated): a URI, ObjectStoragePath or Asset;
         one job id per line or JSON Lines with ``issuance_job_id`` and ``campaign_id`` (see
         :mod:`~airflow_provider_rewards.utils.job_record`).
-    :param ended_before, ended_after, grace_period, lookback: the window, as
-        :class:`HPGamesEndedConfigurationsOperator` takes them.
+    :param ended_before: the window's cut-off, as :class:`HPGamesEndedConfigurationsOperator` takes it (templated).
+    :param ended_after: the window's lower bound, likewise (templated).
+    :param grace_period: how long after a campaign's ``end_at`` it counts as ended, likewise (templated).
+    :param lookback: the lower bound's distance when there is no earlier successful run, likewise (templated).
     :param merchant_id: the jobs' merchant (templated); default the connection's.
     :param thanx_conn_id: connection of type ``thanx``.
 
     Returns ``[{"issuance_job_id", "campaign_id", "merchant_id"}]`` (jobs are few: one per issue request).
     """
+
+    ui_color = "#f7e6b5"
 
     template_fields: Sequence[str] = (
         "job_record",
@@ -641,12 +650,22 @@ class RewardsTeardownPlanOperator(HPGamesEndedConfigurationsOperator):
     :param thanx_merchant_id: the jobs' merchant (templated; default the connection's).
     :param dry_run: recorded in the plan (templated); the downstream tasks read it.
     :param sample_size: ids per target type shown in the XCom and the approval screen (default 5).
-    Other arguments as :class:`HPGamesEndedConfigurationsOperator`.
+    :param thanx_conn_id: connection of type ``thanx``.
+    :param ended_before: as :class:`HPGamesEndedConfigurationsOperator` (templated).
+    :param ended_after: as :class:`HPGamesEndedConfigurationsOperator` (templated).
+    :param grace_period: as :class:`HPGamesEndedConfigurationsOperator` (templated).
+    :param lookback: as :class:`HPGamesEndedConfigurationsOperator` (templated).
+    :param name: as :class:`HPGamesEndedConfigurationsOperator` (templated).
+    :param status: as :class:`HPGamesEndedConfigurationsOperator` (templated).
+    :param reward_type: as :class:`HPGamesEndedConfigurationsOperator` (templated).
+    :param hpgames_conn_id: connection of type ``hpgames``.
 
     Returns (small XCom) ``{"plan_path", "record_dir", "window", "counts": {"hpgames": {"reward_ids": n},
     "thanx": {"issuance_job_ids": m}}, "total", "sample", "configurations", "campaigns", "files", "dry_run",
     "nothing_to_do"}``; never a full id list.
     """
+
+    ui_color = "#e4d8f2"
 
     template_fields: Sequence[str] = (
         *HPGamesEndedConfigurationsOperator.template_fields,
@@ -808,6 +827,8 @@ class RewardsTeardownApprovalOperator(ApprovalOperator):
     rejected and that nothing was torn down: the teardown tasks are skipped by their trigger rules.
     """
 
+    ui_color = "#fbe8a6"
+
     template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "approval_threshold")
 
     def __init__(self, *, plan_task_id: str = "plan", approval_threshold: object = None, **kwargs: Any) -> None:
@@ -877,15 +898,20 @@ class HPGamesCancelPlannedRewardsOperator(RewardsBaseOperator):
     A reward that is no longer live by now is recorded as the engine finds it (``already_cancelled`` or
     ``refused``); nothing outside the plan can be cancelled.
 
-    :param plan_path: the plan's ``plan.json`` (templated). :param results_path: the record's directory
-    (templated; default ``<plan dir>/hpgames_results``). :param batch_size, resume, dry_run, hpgames_conn_id:
-    as :class:`~.hpgames.HPGamesBulkCancelRewardsOperator`.
+    :param plan_path: the plan's ``plan.json`` (templated).
+    :param results_path: the record's directory (templated; default ``<plan dir>/hpgames_results``).
+    :param batch_size: as :class:`~.hpgames.HPGamesBulkCancelRewardsOperator` (templated).
+    :param resume: as :class:`~.hpgames.HPGamesBulkCancelRewardsOperator`.
+    :param dry_run: as :class:`~.hpgames.HPGamesBulkCancelRewardsOperator` (templated).
+    :param hpgames_conn_id: connection of type ``hpgames``.
     :param expected_fingerprint: the sha256 the plan task returned for the reward file (templated, from its
         XCom, which lives in the metadata database, not next to the file). A file changed since then fails
         the task before any request.
 
     Returns the bulk cancel's summary (``nothing_to_do`` when the plan lists no reward).
     """
+
+    ui_color = "#8fb0e0"
 
     template_fields: Sequence[str] = ("plan_path", "results_path", "batch_size", "expected_fingerprint", "dry_run")
 
@@ -939,12 +965,14 @@ class ThanxPlannedJobsOperator(RewardsBaseOperator):
     """The Thanx jobs a plan lists, as keyword arguments for
     ``ThanxRevokeIssuanceJobOperator.partial(...).expand_kwargs(...)`` (and the sensor's).
 
-    :param plan_path: the plan's ``plan.json`` (templated). :param dry_run: return no job (templated): the
-    plan already lists them, and nothing is revoked. :param expected_fingerprint: as
-    :class:`HPGamesCancelPlannedRewardsOperator`'s, for the job file.
+    :param plan_path: the plan's ``plan.json`` (templated).
+    :param dry_run: return no job (templated): the plan already lists them, and nothing is revoked.
+    :param expected_fingerprint: as :class:`HPGamesCancelPlannedRewardsOperator`'s, for the job file.
     Returns ``[{"issuance_job_id", "merchant_id"}]`` (jobs are few; ``merchant_id`` None means the
     connection's); a dry run logs them and returns ``[]``.
     """
+
+    ui_color = "#ecc2ad"
 
     template_fields: Sequence[str] = ("plan_path", "expected_fingerprint", "dry_run")
 
@@ -979,9 +1007,13 @@ class RewardsTeardownRecordOperator(RewardsBaseOperator):
     a dry run, so the next run catches up from the last real teardown.
 
     :param plan_path: the plan's ``plan.json`` (templated).
-    :param hpgames_task_id, thanx_revoke_task_id, thanx_wait_task_id: the tasks whose XCom is reported.
+    :param hpgames_task_id: the HPGames cancel task whose XCom is reported.
+    :param thanx_revoke_task_id: the Thanx revoke task whose XCom is reported.
+    :param thanx_wait_task_id: the Thanx wait task whose XCom is reported.
     :param approval_task_id: the approval task; after a rejection the report says so and this task ends skipped.
     """
+
+    ui_color = "#e0eed6"
 
     template_fields: Sequence[str] = ("plan_path",)
 

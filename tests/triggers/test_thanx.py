@@ -159,7 +159,8 @@ async def test_consecutive_failure_budget_ends_the_wait(one_request_per_poll, an
 
 
 async def test_a_poll_rate_limited_beyond_the_retries_is_not_a_failure(one_request_per_poll, answers, sleeps):
-    answers[0].extend([httpx.Response(429), httpx.Response(429), httpx.Response(429), job("revoked", 100)])
+    throttled = [httpx.Response(429, headers={"Retry-After": "0.01"}) for _ in range(3)]  # each pauses 10 ms
+    answers[0].extend([*throttled, job("revoked", 100)])
     event = await only_event(trigger(max_consecutive_failures=1))
     assert (event["status"], event["job"]["state"]) == ("success", "revoked")
     assert len(answers[1]) == 4

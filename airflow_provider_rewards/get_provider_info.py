@@ -18,6 +18,48 @@ TRANSPORT_FIELDS = (
 )
 
 
+#: The Thanx rate budget (extra keys read by ``hooks.rate_limit.RateBudget.from_extra``): name, label, help, type,
+#: minimum, default.
+BUDGET_FIELDS = (
+    (
+        "max_requests_per_second",
+        "Max requests/s",
+        "Per credential, shared by every task and trigger (0: no limit).",
+        "number",
+        0,
+        4,
+    ),
+    (
+        "max_requests_per_window",
+        "Max requests per window",
+        "Requests per window_seconds (0: no window).",
+        "integer",
+        0,
+        1800,
+    ),
+    ("window_seconds", "Window (s)", "Length of that window.", "number", 0, 900),
+    (
+        "triggerer_count",
+        "Budget shares",
+        "Processes sharing the budget (triggerers, plus 1 for the workers); each gets 1/N.",
+        "integer",
+        1,
+        1,
+    ),
+)
+
+
+def _budget_fields() -> dict[str, Any]:
+    return {
+        name: {
+            "label": label,
+            "description": description,
+            "schema": {"type": [kind, "null"], "minimum": least, "default": default},
+        }
+        for name, label, description, kind, least, default in BUDGET_FIELDS
+    }
+
+
 def _transport_fields() -> dict[str, Any]:
     return {
         name: {
@@ -93,6 +135,7 @@ def get_provider_info() -> dict[str, Any]:
                     "description": "Merchant acted for when a task does not name one (GET /partner/merchants).",
                     "schema": {"type": ["string", "null"], "maxLength": 256},
                 },
+                **_budget_fields(),
             ),
             _connection_type(
                 "hpgames",

@@ -96,7 +96,9 @@ def run_dag(dag_file, thanx_conn, hpgames_conn, requests_mock, monkeypatch):
         return httpx.Response(200, json=thanx_job("job_d", "revoked"))
 
     monkeypatch.setattr(
-        ThanxIssuanceJobTrigger, "_client", lambda self: httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        ThanxIssuanceJobTrigger,
+        "_client",
+        staticmethod(lambda budget: httpx.AsyncClient(transport=httpx.MockTransport(answer))),
     )
     bag = DagBag(dag_folder=str(dag_file))
     assert not bag.import_errors

@@ -50,6 +50,7 @@ NIGHTLY_APPROVAL_THRESHOLD = 10_000
 #: Every run's report and record; downstream DAGs and audits can be scheduled on it.
 RECORD_ASSET = Asset(name="rewards_nightly_teardown_record", uri="x-rewards://rewards_nightly_teardown/record")
 PLAN_PATH = "{{ ti.xcom_pull(task_ids='plan')['plan_path'] }}"
+DRY_RUN = "{{ params.dry_run }}"
 #: The sha256 of each plan file, from the plan task's XCom: a file changed after the plan (and its approval) fails.
 FINGERPRINT = "{{{{ ti.xcom_pull(task_ids='plan')['fingerprints']['{}'] }}}}"
 #: The param when given; else the nightly default for scheduled runs and no limit (None) for on-demand ones.
@@ -126,7 +127,7 @@ with DAG(
         lookback="{{ none if params.lookback_days is none else params.lookback_days * 86400 }}",
         ended_after="{{ params.ended_after }}",
         ended_before="{{ params.ended_before }}",
-        dry_run="{{ params.dry_run }}",
+        dry_run=DRY_RUN,
     )
     approve = RewardsTeardownApprovalOperator(
         task_id="approve_teardown",
@@ -140,13 +141,13 @@ with DAG(
         plan_path=PLAN_PATH,
         batch_size="{{ params.batch_size }}",
         expected_fingerprint=FINGERPRINT.format("hpgames_reward_ids"),
-        dry_run="{{ params.dry_run }}",
+        dry_run=DRY_RUN,
     )
     jobs = ThanxPlannedJobsOperator(
         task_id="thanx_jobs",
         plan_path=PLAN_PATH,
         expected_fingerprint=FINGERPRINT.format("thanx_issuance_jobs"),
-        dry_run="{{ params.dry_run }}",
+        dry_run=DRY_RUN,
     )
     # Each job with its merchant (the record's, else the thanx_merchant_id param, else the connection's).
     revoke = ThanxRevokeIssuanceJobOperator.partial(task_id="revoke_thanx_jobs").expand_kwargs(jobs.output)

@@ -41,7 +41,13 @@ from airflow_provider_rewards.hooks.hpgames import HPGamesHook, configuration_pa
 from airflow_provider_rewards.hooks.thanx import ThanxHook
 from airflow_provider_rewards.operators._base import RewardsBaseOperator
 from airflow_provider_rewards.operators.hpgames import DEFAULT_BATCH_SIZE, HPGamesBulkCancelRewardsOperator
-from airflow_provider_rewards.utils.job_record import JobRecordEntry, display_location, read_job_record, record_path
+from airflow_provider_rewards.utils.job_record import (
+    JobRecordEntry,
+    display_location,
+    make_parent_dirs,
+    read_job_record,
+    record_path,
+)
 from airflow_provider_rewards.utils.record import RESULTS_ASSET_ALIAS
 from airflow_provider_rewards.utils.validation import at_most_one, parse_bool, require_id, require_int
 
@@ -65,9 +71,19 @@ NULL_TEXT = frozenset({"", "None", "none", "null"})
 # ---------------------------------------------------------------------------------------------
 # Rendered-argument parsing (each error names the argument)
 # ---------------------------------------------------------------------------------------------
+def _is_null(value: object) -> bool:
+    """``None``, or text a rendered template gives for none (``""``, ``None``, ``null``; blanks around ignored)."""
+    return value is None or (isinstance(value, str) and value.strip() in NULL_TEXT)
+
+
+def _from_digits(value: object) -> object:
+    """Digits as text (what a rendered template gives) as an int; anything else unchanged."""
+    return int(value.strip()) if isinstance(value, str) and value.strip().isdigit() else value
+
+
 def parse_instant(value: object, field: str) -> datetime | None:
     """A timezone-aware datetime from a datetime or ISO 8601 text (``Z`` allowed); ``None``/empty for none."""
-    if value is None or (isinstance(value, str) and value.strip() in NULL_TEXT):
+    if _is_null(value):
         return None
     if isinstance(value, str):
         try:
@@ -86,7 +102,7 @@ def parse_instant(value: object, field: str) -> datetime | None:
 
 def parse_duration(value: object, field: str) -> timedelta:
     """A duration of zero or more: a timedelta, or seconds as a number or numeric text; ``None`` is zero."""
-    if value is None or (isinstance(value, str) and value.strip() in NULL_TEXT):
+    if _is_null(value):
         return timedelta(0)
     if isinstance(value, str):
         try:
@@ -103,20 +119,14 @@ def parse_duration(value: object, field: str) -> timedelta:
 
 def parse_threshold(value: object, field: str = "approval_threshold") -> int | None:
     """A whole number of targets of zero or more, or ``None`` (no limit)."""
-    if value is None or (isinstance(value, str) and value.strip() in NULL_TEXT):
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    return require_int(value, field, minimum=0, maximum=10**12)
+    return None if _is_null(value) else require_int(_from_digits(value), field, minimum=0, maximum=10**12)
 
 
 def check_batch_size(value: object) -> int:
     """Ids per ``bulkCancel`` request, 1 to 10,000 (a rendered template may give digits as text); ``None``: 500."""
-    if value is None or (isinstance(value, str) and value.strip() in NULL_TEXT):
+    if _is_null(value):
         return DEFAULT_BATCH_SIZE
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    return require_int(value, "batch_size", minimum=1, maximum=10_000)
+    return require_int(_from_digits(value), "batch_size", minimum=1, maximum=10_000)
 
 
 def iso(instant: datetime | None) -> str | None:
@@ -142,8 +152,7 @@ def _write_json(path: ObjectStoragePath, data: Any) -> None:
 
 
 def _write_text(path: ObjectStoragePath, text: str) -> None:
-    if path.protocol in ("", "file", "local"):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_dirs(path)
     path.write_text(text, encoding="utf-8")
 
 
@@ -210,8 +219,7 @@ def resolve_window(
         if candidates:
             after, source = min(candidates, key=lambda pair: pair[0])
         else:
-            no_lookback = lookback is None or (isinstance(lookback, str) and lookback.strip() in NULL_TEXT)
-            span = DEFAULT_LOOKBACK if no_lookback else parse_duration(lookback, "lookback")
+            span = DEFAULT_LOOKBACK if _is_null(lookback) else parse_duration(lookback, "lookback")
             after, source = before - span, f"no earlier run: lookback of {span}"
     if after >= before:
         raise RewardsInputError(
@@ -241,8 +249,7 @@ def snapshot_live_rewards(
     ``rewardConfigurationId``, ``playerId``); return how many. Written under a temporary name, then renamed,
     so a reader never sees half a snapshot. Each item's status and configuration are checked again: a vendor
     that ignores a filter cannot widen the teardown."""
-    if destination.protocol in ("", "file", "local"):
-        destination.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_dirs(destination)
     partial = destination.parent / f".{destination.name}.partial"
     count = 0
     with partial.open("wt", encoding="utf-8") as out:
@@ -330,7 +337,82 @@ def cancel_snapshot(
         inner.hook.close()
 
 
-class HPGamesEndedConfigurationsOperator(RewardsBaseOperator):
+class _EndedWindowOperator(RewardsBaseOperator):
+    """What the discovery operators share: the window's arguments, checked once, and the run's window.
+
+    :param ended_before: the window's cut-off (templated); see :func:`resolve_window`.
+    :param ended_after: the window's lower bound (templated).
+    :param grace_period: how long after its end a configuration or campaign counts as ended (templated).
+    :param lookback: the lower bound's distance when there is no earlier successful run (templated).
+    """
+
+    template_fields: Sequence[str] = ("ended_before", "ended_after", "grace_period", "lookback")
+
+    def __init__(
+        self,
+        *,
+        ended_before: object = None,
+        ended_after: object = None,
+        grace_period: object = None,
+        lookback: object = DEFAULT_LOOKBACK,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.ended_before, self.ended_after, self.grace_period = ended_before, ended_after, grace_period
+        self.lookback = lookback
+        if not isinstance(lookback, str):
+            parse_duration(lookback, "lookback")
+
+    def window(self, context: Context, watermark: datetime | None = None) -> Window:
+        """The run's window from the rendered arguments, the context and ``watermark`` (see :func:`resolve_window`)."""
+        return resolve_window(
+            context,
+            ended_before=self.ended_before,
+            ended_after=self.ended_after,
+            grace_period=self.grace_period,
+            lookback=self.lookback,
+            watermark=watermark,
+        )
+
+
+class _SnapshotCancelOperator(RewardsBaseOperator):
+    """What the two snapshot cancels share: the bulk cancel's arguments, checked once, and the cancel itself
+    (:func:`cancel_snapshot`). Each heir documents the arguments where users read them."""
+
+    def __init__(
+        self,
+        *,
+        results_path: object = None,
+        batch_size: int | str = DEFAULT_BATCH_SIZE,
+        resume: bool = True,
+        dry_run: bool | str = False,
+        hpgames_conn_id: str = HPGamesHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**with_results_alias(kwargs))
+        self.results_path = results_path
+        self.batch_size = batch_size if isinstance(batch_size, str) else check_batch_size(batch_size)
+        self.resume, self.dry_run = resume, dry_run
+        self.hpgames_conn_id = require_id(hpgames_conn_id, "hpgames_conn_id")
+
+    def cancel(
+        self, context: Context, snapshot: ObjectStoragePath, results_path: ObjectStoragePath, dry_run: bool
+    ) -> dict[str, Any]:
+        """Cancel the reward ids of ``snapshot`` with this task's batch size, resume and connection, recording
+        into ``results_path``; the bulk cancel's summary (see :func:`cancel_snapshot`)."""
+        return cancel_snapshot(
+            context,
+            task_id=self.task_id,
+            snapshot=snapshot,
+            results_path=results_path,
+            batch_size=check_batch_size(self.batch_size),
+            resume=self.resume,
+            dry_run=dry_run,
+            hpgames_conn_id=self.hpgames_conn_id,
+        )
+
+
+class HPGamesEndedConfigurationsOperator(_EndedWindowOperator):
     """List the HPGames reward configurations that ended in the run's window (``reward-configurations/readAll``).
 
     :param ended_before: the cut-off (templated; ISO 8601 or datetime); default the run's data interval end,
@@ -351,23 +433,11 @@ class HPGamesEndedConfigurationsOperator(RewardsBaseOperator):
 
     ui_color = "#d9e8f5"
 
-    template_fields: Sequence[str] = (
-        "ended_before",
-        "ended_after",
-        "grace_period",
-        "lookback",
-        "name",
-        "status",
-        "reward_type",
-    )
+    template_fields: Sequence[str] = (*_EndedWindowOperator.template_fields, "name", "status", "reward_type")
 
     def __init__(
         self,
         *,
-        ended_before: object = None,
-        ended_after: object = None,
-        grace_period: object = None,
-        lookback: object = DEFAULT_LOOKBACK,
         name: str | None = None,
         status: str | None = None,
         reward_type: str | None = None,
@@ -375,10 +445,6 @@ class HPGamesEndedConfigurationsOperator(RewardsBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.ended_before, self.ended_after, self.grace_period = ended_before, ended_after, grace_period
-        self.lookback = lookback
-        if not isinstance(lookback, str):
-            parse_duration(lookback, "lookback")
         self.name, self.status, self.reward_type = name, status, reward_type
         self.hpgames_conn_id = require_id(hpgames_conn_id, "hpgames_conn_id")
 
@@ -389,13 +455,7 @@ class HPGamesEndedConfigurationsOperator(RewardsBaseOperator):
         }
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        window = resolve_window(
-            context,
-            ended_before=self.ended_before,
-            ended_after=self.ended_after,
-            grace_period=self.grace_period,
-            lookback=self.lookback,
-        )
+        window = self.window(context)
         with HPGamesHook(self.hpgames_conn_id) as hook:
             found = ended_configurations(hook, window, self.filters())
         self.log.info("%d reward configuration(s) ended %s", len(found), window.describe())
@@ -404,7 +464,7 @@ class HPGamesEndedConfigurationsOperator(RewardsBaseOperator):
         return found
 
 
-class HPGamesCancelRewardsOfConfigurationOperator(RewardsBaseOperator):
+class HPGamesCancelRewardsOfConfigurationOperator(_SnapshotCancelOperator):
     """Cancel every live reward of one HPGames configuration: snapshot, then bulk-cancel the snapshot.
 
     ``bulkCancelByQuery`` needs player ids, so "every live reward of configuration X" is two steps:
@@ -451,22 +511,13 @@ class HPGamesCancelRewardsOfConfigurationOperator(RewardsBaseOperator):
         reward_configuration_id: str | None = None,
         external_reward_configuration_id: str | None = None,
         results_path: object,
-        resume: bool = True,
-        batch_size: int | str = DEFAULT_BATCH_SIZE,
-        dry_run: bool | str = False,
-        hpgames_conn_id: str = HPGamesHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**with_results_alias(kwargs))
+        super().__init__(results_path=results_path, **kwargs)
         self.reward_configuration_id = reward_configuration_id
         self.external_reward_configuration_id = external_reward_configuration_id
         if results_path is None:
             raise RewardsInputError("results_path is required: the directory of the snapshot and the record")
-        self.results_path = results_path
-        self.resume = resume
-        self.batch_size = batch_size if isinstance(batch_size, str) else check_batch_size(batch_size)
-        self.dry_run = dry_run
-        self.hpgames_conn_id = require_id(hpgames_conn_id, "hpgames_conn_id")
         at_most_one(
             reward_configuration_id=reward_configuration_id,
             external_reward_configuration_id=external_reward_configuration_id,
@@ -498,16 +549,7 @@ class HPGamesCancelRewardsOfConfigurationOperator(RewardsBaseOperator):
                 self.log.info(
                     "Snapshot of %d live reward(s) of %s %s: %s", live, field, value, display_location(snapshot)
                 )
-        summary = cancel_snapshot(
-            context,
-            task_id=self.task_id,
-            snapshot=snapshot,
-            results_path=root,
-            batch_size=check_batch_size(self.batch_size),
-            resume=self.resume,
-            dry_run=dry_run,
-            hpgames_conn_id=self.hpgames_conn_id,
-        )
+        summary = self.cancel(context, snapshot, root, dry_run)
         return {**summary, "snapshot": display_location(snapshot), "live_rewards": live}
 
 
@@ -561,7 +603,7 @@ def ended_campaign_jobs(
     return jobs, list(campaigns.values())
 
 
-class ThanxEndedCampaignJobsOperator(RewardsBaseOperator):
+class ThanxEndedCampaignJobsOperator(_EndedWindowOperator):
     """The recorded Thanx issuance jobs whose campaign ended in the run's window (read only).
 
     :param job_record: the record the issuing process writes (templated): a URI, ObjectStoragePath or Asset;
@@ -579,23 +621,12 @@ class ThanxEndedCampaignJobsOperator(RewardsBaseOperator):
 
     ui_color = "#f7e6b5"
 
-    template_fields: Sequence[str] = (
-        "job_record",
-        "ended_before",
-        "ended_after",
-        "grace_period",
-        "lookback",
-        "merchant_id",
-    )
+    template_fields: Sequence[str] = ("job_record", *_EndedWindowOperator.template_fields, "merchant_id")
 
     def __init__(
         self,
         *,
         job_record: object,
-        ended_before: object = None,
-        ended_after: object = None,
-        grace_period: object = None,
-        lookback: object = DEFAULT_LOOKBACK,
         merchant_id: str | None = None,
         thanx_conn_id: str = ThanxHook.default_conn_name,
         **kwargs: Any,
@@ -604,21 +635,11 @@ class ThanxEndedCampaignJobsOperator(RewardsBaseOperator):
         if job_record is None:
             raise RewardsInputError("job_record is required: the file or Asset where issued job ids are recorded")
         self.job_record = job_record
-        self.ended_before, self.ended_after, self.grace_period = ended_before, ended_after, grace_period
-        self.lookback = lookback
-        if not isinstance(lookback, str):
-            parse_duration(lookback, "lookback")
         self.merchant_id = merchant_id
         self.thanx_conn_id = require_id(thanx_conn_id, "thanx_conn_id")
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        window = resolve_window(
-            context,
-            ended_before=self.ended_before,
-            ended_after=self.ended_after,
-            grace_period=self.grace_period,
-            lookback=self.lookback,
-        )
+        window = self.window(context)
         entries = read_job_record(self.job_record)
         merchant = None if self.merchant_id in (None, *NULL_TEXT) else self.merchant_id
         with ThanxHook(self.thanx_conn_id) as hook:
@@ -708,14 +729,7 @@ class RewardsTeardownPlanOperator(HPGamesEndedConfigurationsOperator):
             if watermark_path.exists()
             else None
         )
-        window = resolve_window(
-            context,
-            ended_before=self.ended_before,
-            ended_after=self.ended_after,
-            grace_period=self.grace_period,
-            lookback=self.lookback,
-            watermark=watermark,
-        )
+        window = self.window(context, watermark)
         entries = None if self.job_record in (None, *NULL_TEXT) else read_job_record(self.job_record)  # checked first
         plan_dir = dag_root / _safe_segment(context["run_id"])
         hpgames_file, thanx_file = plan_dir / HPGAMES_TARGETS_FILE, plan_dir / THANX_TARGETS_FILE
@@ -892,7 +906,15 @@ def _plan(plan_path: object) -> tuple[ObjectStoragePath, dict[str, Any]]:
     return path, _read_json(path)
 
 
-class HPGamesCancelPlannedRewardsOperator(RewardsBaseOperator):
+def _planned_file(plan: Mapping[str, Any], name: str, expected_fingerprint: object) -> ObjectStoragePath:
+    """The plan's file ``name`` (``hpgames_reward_ids``, ``thanx_issuance_jobs``), failing before any request
+    when it is not the file the plan wrote (see :func:`check_fingerprint`)."""
+    path = record_path(plan["files"][name], f"plan files.{name}")
+    check_fingerprint(path, expected_fingerprint, "expected_fingerprint")
+    return path
+
+
+class HPGamesCancelPlannedRewardsOperator(_SnapshotCancelOperator):
     """Cancel exactly the HPGames rewards a plan lists (its ``hpgames_reward_ids.jsonl``), never a new discovery.
 
     A reward that is no longer live by now is recorded as the engine finds it (``already_cancelled`` or
@@ -915,30 +937,14 @@ class HPGamesCancelPlannedRewardsOperator(RewardsBaseOperator):
 
     template_fields: Sequence[str] = ("plan_path", "results_path", "batch_size", "expected_fingerprint", "dry_run")
 
-    def __init__(
-        self,
-        *,
-        plan_path: object,
-        results_path: object = None,
-        batch_size: int | str = DEFAULT_BATCH_SIZE,
-        resume: bool = True,
-        dry_run: bool | str = False,
-        expected_fingerprint: str | None = None,
-        hpgames_conn_id: str = HPGamesHook.default_conn_name,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**with_results_alias(kwargs))
-        self.plan_path, self.results_path = plan_path, results_path
-        self.expected_fingerprint = expected_fingerprint
-        self.batch_size = batch_size if isinstance(batch_size, str) else check_batch_size(batch_size)
-        self.resume, self.dry_run = resume, dry_run
-        self.hpgames_conn_id = require_id(hpgames_conn_id, "hpgames_conn_id")
+    def __init__(self, *, plan_path: object, expected_fingerprint: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan_path, self.expected_fingerprint = plan_path, expected_fingerprint
 
     def execute(self, context: Context) -> dict[str, Any]:
         dry_run = parse_bool(self.dry_run, "dry_run")
         path, plan = _plan(self.plan_path)
-        snapshot = record_path(plan["files"]["hpgames_reward_ids"], "plan files.hpgames_reward_ids")
-        check_fingerprint(snapshot, self.expected_fingerprint, "expected_fingerprint")
+        snapshot = _planned_file(plan, "hpgames_reward_ids", self.expected_fingerprint)
         results = (
             path.parent / HPGAMES_RESULTS_DIR
             if self.results_path in (None, *NULL_TEXT)
@@ -948,17 +954,7 @@ class HPGamesCancelPlannedRewardsOperator(RewardsBaseOperator):
         self.log.info("The plan lists %d HPGames reward(s): %s", planned, display_location(snapshot))
         if planned == 0:
             self.log.info("Nothing to cancel: the plan lists no live reward")
-        summary = cancel_snapshot(
-            context,
-            task_id=self.task_id,
-            snapshot=snapshot,
-            results_path=results,
-            batch_size=check_batch_size(self.batch_size),
-            resume=self.resume,
-            dry_run=dry_run,
-            hpgames_conn_id=self.hpgames_conn_id,
-        )
-        return {**summary, "planned": planned}
+        return {**self.cancel(context, snapshot, results, dry_run), "planned": planned}
 
 
 class ThanxPlannedJobsOperator(RewardsBaseOperator):
@@ -985,10 +981,8 @@ class ThanxPlannedJobsOperator(RewardsBaseOperator):
     def execute(self, context: Context) -> list[dict[str, str | None]]:
         dry_run = parse_bool(self.dry_run, "dry_run")
         _, plan = _plan(self.plan_path)
-        field = "plan files.thanx_issuance_jobs"
-        jobs_file = record_path(plan["files"]["thanx_issuance_jobs"], field)
-        check_fingerprint(jobs_file, self.expected_fingerprint, "expected_fingerprint")
-        entries = read_job_record(jobs_file, field=field) if count_lines(jobs_file) else []
+        jobs_file = _planned_file(plan, "thanx_issuance_jobs", self.expected_fingerprint)
+        entries = read_job_record(jobs_file, field="plan files.thanx_issuance_jobs") if count_lines(jobs_file) else []
         jobs = [{"issuance_job_id": entry.issuance_job_id, "merchant_id": entry.merchant_id} for entry in entries]
         listed = ", ".join(job["issuance_job_id"] for job in jobs) or "none"
         if dry_run:
@@ -1038,11 +1032,11 @@ class RewardsTeardownRecordOperator(RewardsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         path, plan = _plan(self.plan_path)
         ti = context["ti"]
+        report_path = path.parent / REPORT_FILE
         approval = (
             ti.xcom_pull(task_ids=self.approval_task_id, key=APPROVAL_XCOM_KEY) if self.approval_task_id else None
         )
         if isinstance(approval, Mapping) and approval.get("approval") == "rejected":
-            report_path = path.parent / REPORT_FILE
             _write_json(report_path, {"run_id": context["run_id"], "rejected": approval, "planned": plan["counts"]})
             write_watermark(plan, context["run_id"], torn_down=False)
             raise AirflowSkipException(f"{approval['reason']}; report {display_location(report_path)}")
@@ -1076,7 +1070,6 @@ class RewardsTeardownRecordOperator(RewardsBaseOperator):
             "thanx": {"revoked": revokes, "waited": waits},
             "failed_tasks": failed,
         }
-        report_path = path.parent / REPORT_FILE
         _write_json(report_path, report)
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {

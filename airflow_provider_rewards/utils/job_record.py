@@ -47,6 +47,12 @@ def record_path(value: object, field: str = "job_record") -> ObjectStoragePath:
     return as_storage_path(value.uri if isinstance(value, Asset) else value, field)
 
 
+def make_parent_dirs(path: ObjectStoragePath) -> None:
+    """Create the parent directories of a local path; object stores have none to create."""
+    if path.protocol in ("", "file", "local"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def _entry(text: str, location: str, line: int) -> JobRecordEntry:
     """One non-blank line as an entry, or an error naming the file and line."""
     where = f"{location} line {line}"
@@ -130,8 +136,7 @@ def append_job_record(
     }
     if merchant_id is not None:
         entry[MERCHANT_ID_KEY] = require_id(merchant_id, MERCHANT_ID_KEY)
-    if path.protocol in ("", "file", "local"):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_dirs(path)
     previous = path.read_text(encoding="utf-8") if path.exists() else ""
     if previous and not previous.endswith("\n"):
         previous += "\n"

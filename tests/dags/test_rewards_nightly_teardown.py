@@ -91,8 +91,13 @@ def nightly(nightly_home, sandbox, tmp_path):
     return run
 
 
+def written(records: Path, run_id: str, name: str) -> dict[str, Any]:
+    """The JSON file ``name`` (``plan.json``, ``report.json``) of run ``run_id`` (its id as one path segment)."""
+    return json.loads((records / re.sub(r"[^A-Za-z0-9._-]", "_", run_id) / name).read_text())
+
+
 def plan_of(records: Path, run_id: str) -> dict[str, Any]:
-    return json.loads((records / re.sub(r"[^A-Za-z0-9._-]", "_", run_id) / "plan.json").read_text())
+    return written(records, run_id, "plan.json")
 
 
 def planned_ids(plan: dict[str, Any]) -> tuple[set[str], set[str]]:
@@ -136,7 +141,7 @@ def test_two_nights_tear_down_exactly_what_ended_once(nightly, sandbox):
     assert nightly.approval_requests() == 0, "an approval was asked at the threshold (4 targets, threshold 4)"
     assert "4 target(s), at or below the approval threshold 4: no approval needed" in output
     assert states["wait_until_revoked"] == ["success", "success"]
-    report = json.loads((nightly.records / re.sub(r"[^A-Za-z0-9._-]", "_", run_id) / "report.json").read_text())
+    report = written(nightly.records, run_id, "report.json")
     assert report["hpgames"]["cancelled"] == 2
     assert sorted(job["state"] for job in report["thanx"]["waited"]) == ["revoked", "revoked"]
 
@@ -144,8 +149,8 @@ def test_two_nights_tear_down_exactly_what_ended_once(nightly, sandbox):
     ok, output, next_id = nightly(NEXT_NIGHT)
     assert ok, output[-5000:]
     assert changes(after_first, sandbox.snapshot()) == ({}, {})
-    assert plan_of(nightly.records, next_id)["total"] == 0
-    assert plan_of(nightly.records, next_id)["window"]["ended_after"] == "2025-09-01T01:00:00Z"
+    next_plan = plan_of(nightly.records, next_id)
+    assert (next_plan["total"], next_plan["window"]["ended_after"]) == (0, "2025-09-01T01:00:00Z")
     assert "nothing to tear down" in output
     mutating = [e for e in sandbox.request_log() if e["path"].endswith(("/revoke", "/bulkCancel", "/cancel"))]
     assert len(mutating) == 3, mutating  # one bulkCancel and two revokes, all in the real run

@@ -117,7 +117,7 @@ class NightlyRuns:
 
         Airflow 3.3.2 fails the task when a response resumes it before the scheduler has processed the
         "success" event of the park (a stale event then meets a running task); a person takes seconds."""
-        scheduler = next(c for c in self.stack.components if c.name == "scheduler").stdout
+        scheduler = self.stack.component("scheduler").stdout
         parked = re.compile(
             r"Received executor event with state \w+ for task instance TaskInstanceKey\("
             rf"dag_id='{DAG_ID}', task_id='{APPROVAL_TASK}', run_id='{run_id}'"

@@ -38,30 +38,29 @@ ENDED_REWARDS = set(seed.DEMO_HPGAMES_ENDED_CONFIG_REWARD_IDS)
 ENDED_JOBS = list(seed.DEMO_THANX_ENDED_CAMPAIGN_JOB_IDS)
 #: The first nightly run after the demo's ended configuration and campaign (both end 2025-08-31T23:59:59Z).
 NIGHT = datetime(2025, 9, 1, tzinfo=UTC)
+#: Each default connection's demo credentials (no retries: a test sees the sandbox's first answer).
+DEMO_CONNECTIONS: dict[str, dict[str, Any]] = {
+    "thanx_default": {
+        "conn_type": "thanx",
+        "login": seed.DEMO_THANX_CLIENT_ID,
+        "password": seed.DEMO_THANX_ACCESS_TOKEN,
+        "extra": {"merchant_id": seed.DEMO_THANX_MERCHANT_ID, "max_retries": 0},
+    },
+    "hpgames_default": {
+        "conn_type": "hpgames",
+        "login": seed.DEMO_HPGAMES_MERCHANT_ID,
+        "password": seed.DEMO_HPGAMES_SECRET,
+        "extra": {"max_retries": 0},
+    },
+}
 
 
 @pytest.fixture
 def sandbox(monkeypatch):
     """A fresh demo sandbox (bodies logged, revocations in 0.2 s) with ``thanx_default`` and ``hpgames_default``."""
     with running_sandbox(revoke_seconds=0.2, log_bodies=True) as server:
-        set_connection(
-            monkeypatch,
-            "thanx_default",
-            conn_type="thanx",
-            host=server.base_url,
-            login=seed.DEMO_THANX_CLIENT_ID,
-            password=seed.DEMO_THANX_ACCESS_TOKEN,
-            extra={"merchant_id": seed.DEMO_THANX_MERCHANT_ID, "max_retries": 0},
-        )
-        set_connection(
-            monkeypatch,
-            "hpgames_default",
-            conn_type="hpgames",
-            host=server.base_url,
-            login=seed.DEMO_HPGAMES_MERCHANT_ID,
-            password=seed.DEMO_HPGAMES_SECRET,
-            extra={"max_retries": 0},
-        )
+        for conn_id, fields in DEMO_CONNECTIONS.items():
+            set_connection(monkeypatch, conn_id, host=server.base_url, **fields)
         yield server
 
 
@@ -104,6 +103,21 @@ def live_of(server) -> set[str]:
 
 def calls(server, suffix: str, method: str = "POST") -> list[dict[str, Any]]:
     return [e for e in server.request_log() if e["method"] == method and e["path"].endswith(suffix)]
+
+
+def reads(server, prefix: str) -> list[str]:
+    """The paths of the GET requests under ``prefix``, oldest first."""
+    return [e["path"] for e in calls(server, "", method="GET") if e["path"].startswith(prefix)]
+
+
+def local(location: str) -> Path:
+    """The local file a ``file://`` display location names."""
+    return Path(location.removeprefix("file://"))
+
+
+def ids_in(path: Path) -> list[str]:
+    """The ``id`` of each line of a JSON Lines target file, in order."""
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,8 +218,7 @@ def test_cancel_rewards_of_configuration_dry_run_then_real_run_from_the_same_sna
     dry = operator(True).execute(run_context())
     assert (dry["live_rewards"], dry["dry_run"]) == (2, True)
     assert live_of(sandbox) >= ENDED_REWARDS  # nothing cancelled
-    snapshot = [json.loads(line)["id"] for line in (tmp_path / "targets.jsonl").read_text().splitlines()]
-    assert set(snapshot) == ENDED_REWARDS
+    assert set(ids_in(tmp_path / "targets.jsonl")) == ENDED_REWARDS
 
     real = operator(False).execute(run_context())
     assert real["cancelled"] == 2
@@ -230,12 +243,11 @@ def test_cancel_rewards_of_configuration_needs_one_configuration(tmp_path):
 def test_recorded_jobs_of_ended_campaigns_read_each_campaign_once(sandbox, run_context, job_record):
     jobs = ThanxEndedCampaignJobsOperator(task_id="jobs", job_record=job_record).execute(run_context())
     assert [job["issuance_job_id"] for job in jobs] == ENDED_JOBS
-    campaign_reads = [
-        e["path"] for e in calls(sandbox, "", method="GET") if e["path"].startswith("/partner/campaigns/")
+    assert sorted(reads(sandbox, "/partner/campaigns/")) == [
+        "/partner/campaigns/camp_demo_1",
+        "/partner/campaigns/camp_demo_ended",
     ]
-    assert sorted(campaign_reads) == ["/partner/campaigns/camp_demo_1", "/partner/campaigns/camp_demo_ended"]
-    job_reads = [e["path"] for e in calls(sandbox, "", method="GET") if e["path"].startswith("/partner/issuance_jobs/")]
-    assert job_reads == [
+    assert reads(sandbox, "/partner/issuance_jobs/") == [
         f"/partner/issuance_jobs/{ENDED_JOBS[1]}",
         f"/partner/issuance_jobs/{seed.DEMO_THANX_UNTOUCHED_JOB_ID}",
     ]
@@ -259,9 +271,9 @@ def test_plan_writes_every_target_and_changes_nothing(sandbox, run_context, tmp_
     assert plan["sample"]["thanx.issuance_job_ids"] == ENDED_JOBS[:1]
     assert len(plan["sample"]["hpgames.reward_ids"]) == 1
     assert [c["id"] for c in plan["configurations"]] == [ENDED]
-    written = json.loads(Path(plan["plan_path"].removeprefix("file://")).read_text())
-    reward_file = Path(written["files"]["hpgames_reward_ids"].removeprefix("file://"))
-    assert {json.loads(line)["id"] for line in reward_file.read_text().splitlines()} == ENDED_REWARDS
+    written = json.loads(local(plan["plan_path"]).read_text())
+    reward_file = local(written["files"]["hpgames_reward_ids"])
+    assert set(ids_in(reward_file)) == ENDED_REWARDS
     assert sandbox.snapshot()["hpgames"] == before["hpgames"]
     assert job_states(sandbox.snapshot()) == job_states(before)
 
@@ -427,7 +439,7 @@ def test_a_plan_file_changed_after_the_plan_fails_before_any_request(sandbox, ru
     from airflow.sdk.exceptions import AirflowFailException
 
     plan = plan_operator(tmp_path, job_record).execute(run_context())
-    rewards_file = Path(plan["files"]["hpgames_reward_ids"].removeprefix("file://"))
+    rewards_file = local(plan["files"]["hpgames_reward_ids"])
     extra = {"id": seed.DEMO_HPGAMES_UNTOUCHED_REWARD_IDS[0], "rewardConfigurationId": ENDED, "playerId": "p"}
     rewards_file.write_text(rewards_file.read_text() + json.dumps(extra) + "\n")  # widened after the plan
     sandbox.clear_request_log()

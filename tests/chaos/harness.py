@@ -42,6 +42,12 @@ LIST_TASK_PARAMS = {
     "cancel_rewards_by_external_id": "hpgames_external_reward_ids",
     "cancel_rewards_by_player": "hpgames_player_ids",
 }
+#: The flagship's file tasks and the param naming each one's file (one id per line in the chaos runs).
+FILE_TASK_PARAMS = {
+    "cancel_rewards_by_id_file": "hpgames_reward_ids_path",
+    "cancel_rewards_by_external_id_file": "hpgames_external_reward_ids_path",
+    "cancel_rewards_by_player_file": "hpgames_player_ids_path",
+}
 #: Outcomes that say an id is done (the rest say it is not: refused, unconfirmed, not_attempted).
 SETTLED_OUTCOMES = ("cancelled", "already_cancelled")
 
@@ -196,7 +202,8 @@ def record_problems(
     after: Mapping[str, Any],
     hpgames_merchant_id: str,
 ) -> list[str]:
-    """What is wrong with the list tasks' records under ``results_root`` (the run's ``hpgames_results_path``).
+    """What is wrong with the cancel tasks' records under ``results_root`` (the run's ``hpgames_results_path``):
+    the list tasks', and the file tasks' of any file param given (a file of one id per line).
 
     * A record holds every target id of its task exactly once (a task with targets that wrote no record is
       only allowed in a failed run: its input was refused before anything was sent).
@@ -221,8 +228,13 @@ def record_problems(
         rid = value.lower() if field == "reward_ids" else by_external.get(value)
         return rid in rewards_after and rewards_after[rid]["status"] == "CANCELLED"
 
-    for task_id, param in LIST_TASK_PARAMS.items():
-        targets = {str(t).lower() if param == "hpgames_reward_ids" else str(t) for t in params.get(param) or []}
+    tasks = {task_id: params.get(param) or [] for task_id, param in LIST_TASK_PARAMS.items()}
+    for task_id, param in FILE_TASK_PARAMS.items():
+        if params.get(param):
+            tasks[task_id] = [line for line in Path(params[param]).read_text().splitlines() if line]
+    for task_id, ids in tasks.items():
+        uuids = task_id.startswith("cancel_rewards_by_id")
+        targets = {str(t).lower() if uuids else str(t) for t in ids}
         lines = read_record(results_root / task_id)
         if not targets:
             continue

@@ -579,6 +579,10 @@ class BatchRunner:
 
     def _reject(self, batch: _Batch, item: str, error: Exception) -> None:
         read = batch.read_back
+        if read is not None and read.failed:  # refused, but the read-back that would settle it failed: retryable
+            why = f"refused ({error}); whether it is already cancelled is unknown: {read.unknown_reason}"
+            batch.outcomes[item] = outcome_of_error(item, Outcome.UNCONFIRMED, error, why)
+            raise _BatchStopped(batch, error) from error
         why = None
         if read is not None and read.unknown_reason:
             why = f"{getattr(error, 'vendor_message', None) or error}; not known to be cancelled: {read.unknown_reason}"

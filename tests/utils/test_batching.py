@@ -295,3 +295,23 @@ def test_an_interruption_reports_the_batches_in_flight_as_unconfirmed():
     assert list(checkpoints.settled) == [1]
     assert [(o.id, o.outcome) for o in checkpoints.open[2]] == [(item, Outcome.UNCONFIRMED) for item in IDS[10:20]]
     assert "interrupted" in checkpoints.open[2][0].message
+
+
+def test_an_id_refused_while_its_read_back_failed_is_unconfirmed_and_stops_the_run_retryably():
+    """Refused, maybe because it is already cancelled, but the read could not tell: never a final 'refused'."""
+
+    class ReadFails(FakeVendor):
+        def read_back(self, ids: list[str]) -> ReadBack:
+            self.reads += 1
+            return ReadBack(frozenset(), "the read-back failed: HTTP 503", failed=True)
+
+    vendor = ReadFails(cancelled={IDS[3]})
+    checkpoints = Checkpoints()
+    with pytest.raises(BatchRunFailed) as info:
+        make_runner(vendor, checkpoints).run(IDS[:20])
+    assert not checkpoints.settled  # batch 1 is open: a retry sends it again
+    open_outcomes = {o.id: o for o in checkpoints.open[1]}
+    assert open_outcomes[IDS[3]].outcome is Outcome.UNCONFIRMED
+    assert "the read-back failed: HTTP 503" in open_outcomes[IDS[3]].message
+    assert Outcome.REFUSED not in {o.outcome for o in checkpoints.open[1]}
+    assert info.value.details["failed_batch"] == 1

@@ -74,21 +74,6 @@ RESULTS_PATH = (
 )
 
 
-# A path left null renders to an empty file, so its task skips like an empty list (if_empty="skip"), and the
-# ids column goes only to a task that has a file (a one-id-per-line file refuses a column).
-NO_FILE = "/dev/null"
-
-
-def file_of(param: str) -> str:
-    """The template of a path param: the path, or the empty :data:`NO_FILE`."""
-    return "{{ params." + param + " or '" + NO_FILE + "' }}"
-
-
-def ids_column_for(param: str) -> str:
-    """The template of ``ids_column`` for the task reading the file in ``param``."""
-    return "{{ params.hpgames_ids_column if params." + param + " else None }}"
-
-
 def id_list(title: str, description: str) -> Param:
     """A list-of-ids param that defaults to empty: a destructive DAG carries no targets of its own."""
     return Param([], type="array", items={"type": "string"}, title=title, description=description)
@@ -193,24 +178,24 @@ with DAG(
     )
     cancel_by_id_file = HPGamesBulkCancelRewardsOperator(
         task_id="cancel_rewards_by_id_file",
-        reward_ids_path=file_of("hpgames_reward_ids_path"),
-        ids_column=ids_column_for("hpgames_reward_ids_path"),
+        reward_ids_path="{{ params.hpgames_reward_ids_path }}",
+        ids_column="{{ params.hpgames_ids_column }}",
         results_path=RESULTS_PATH,
         if_empty="skip",
         dry_run="{{ params.dry_run }}",
     )
     cancel_by_external_id_file = HPGamesBulkCancelRewardsOperator(
         task_id="cancel_rewards_by_external_id_file",
-        external_ids_path=file_of("hpgames_external_reward_ids_path"),
-        ids_column=ids_column_for("hpgames_external_reward_ids_path"),
+        external_ids_path="{{ params.hpgames_external_reward_ids_path }}",
+        ids_column="{{ params.hpgames_ids_column }}",
         results_path=RESULTS_PATH,
         if_empty="skip",
         dry_run="{{ params.dry_run }}",
     )
     cancel_by_player_file = HPGamesCancelRewardsByQueryOperator(
         task_id="cancel_rewards_by_player_file",
-        player_ids_path=file_of("hpgames_player_ids_path"),
-        ids_column=ids_column_for("hpgames_player_ids_path"),
+        player_ids_path="{{ params.hpgames_player_ids_path }}",
+        ids_column="{{ params.hpgames_ids_column }}",
         reward_configuration_id="{{ params.reward_configuration_id }}",
         results_path=RESULTS_PATH,
         if_empty="skip",

@@ -42,6 +42,7 @@ from airflow_provider_rewards.utils.record import (
 )
 from airflow_provider_rewards.utils.templating import UNRENDERED, check_when_ready
 from airflow_provider_rewards.utils.validation import (
+    IdList,
     ValidatedIds,
     at_most_one,
     exactly_one,
@@ -56,6 +57,8 @@ from airflow_provider_rewards.utils.validation import (
 DEFAULT_BATCH_SIZE = 500
 MAX_BATCH_SIZE = 10_000
 IF_EMPTY_CHOICES = ("succeed", "skip", "fail")
+#: What a templated path argument renders to when its param is null: no file (an empty source, ``if_empty`` applies).
+NO_FILE = (None, "", "None")
 CANCELLED = "CANCELLED"
 LIVE = "IN_PROGRESS"
 #: requests' default connection pool size per host; more threads than this get a bigger pool.
@@ -205,12 +208,24 @@ class HPGamesBatchOperator(HPGamesBaseOperator):
         require_choice(self.if_empty, "if_empty", IF_EMPTY_CHOICES)
         resume = require_flag(self.resume, "resume")
         max_concurrency = require_int(self.max_concurrency, "max_concurrency", minimum=1, maximum=MAX_CONCURRENCY)
-        argument = exactly_one(**{name: getattr(self, name) for name in self.id_arguments})
+        given = {name: getattr(self, name) for name in self.id_arguments}
+        declared = getattr(self, "_id_argument", None)  # the one id argument given at parse time
+        if rendered and declared and declared.endswith("_path") and given[declared] in NO_FILE:
+            others = [name for name, value in given.items() if name != declared and value is not None]
+            argument = exactly_one(**given) if others else declared  # a path param left null: no file
+        else:
+            argument = exactly_one(**given)
+        if not rendered:
+            self._id_argument = argument
         field = self.id_arguments[argument]
         uuid = ID_LIST_IS_UUID[field]
         value = getattr(self, argument)
         source: Any
-        if argument == field:
+        if rendered and argument != field and value in NO_FILE:
+            self.log.info("%s rendered to %r: no file given, nothing to cancel", argument, value)
+            source = ListIdSource(IdList(field, ValidatedIds(), 0))
+            self.check_empty(field, 0, rendered=rendered)
+        elif argument == field:
             if self.ids_column is not None:
                 raise RewardsInputError(
                     f"ids_column only applies to a file ({field}_path); remove it, or pass the file as {field}_path"

@@ -284,7 +284,8 @@ class RewardsTeardownReportOperator(RewardsBaseOperator):
         report: dict[str, Any] = {"dry_run": dry_run}
         if targets.empty:
             self.log.info(
-                "Nothing to tear down: no job, reward or player was given (pass them with -c at trigger time)"
+                "Nothing to tear down: no job, reward or player was given as a list (pass them with -c at trigger "
+                "time); ids given as files are audited by their task's results.jsonl"
             )
         if targets.issuance_job_ids:
             with ThanxHook(self.thanx_conn_id) as thanx:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import rewards_sandbox as seed
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.exceptions import AirflowSkipException
 from rewards_sandbox.demo import FLAGSHIP_DAG_ID, Targets, demo_params, teardown_report
 from rewards_sandbox.testing import reward_statuses
 
@@ -162,7 +163,9 @@ def test_each_path_param_feeds_one_file_task_and_the_records_go_under_the_task_i
         task = rendered(flagship, task_id, {param: "s3://exports/ids.csv", "hpgames_ids_column": "id"})
         assert (getattr(task, argument), task.ids_column) == ("s3://exports/ids.csv", "id")
         empty = rendered(flagship, task_id, {"hpgames_ids_column": "id"})
-        assert (getattr(empty, argument), empty.ids_column) == ("/dev/null", None)  # an empty file: the task skips
+        assert getattr(empty, argument) is None  # a null path: no file, the task skips (if_empty="skip")
+        with pytest.raises(AirflowSkipException):
+            empty.execute({"ti": None, "params": {}})
     for task_id in (*LIST_TASKS, *FILE_TASKS):
         task = rendered(flagship, task_id, {"hpgames_results_path": "s3://exports/teardown/"})
         assert task.results_path == f"s3://exports/teardown/{task_id}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from airflow.sdk import Asset, AssetAlias
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_rewards.exceptions import RewardsError, RewardsInputError
 from airflow_provider_rewards.operators.hpgames import (
@@ -323,3 +323,20 @@ def test_cancel_by_query_reads_a_failed_batch_back(
         "status": "IN_PROGRESS",
         "rewardConfigurationId": CONFIG,
     }
+
+
+@pytest.mark.parametrize("rendered_to", [None, "", "None"])
+def test_a_path_param_left_null_is_no_file_and_if_empty_applies(hpgames_conn, requests_mock, rendered_to):
+    """A DAG passes ``reward_ids_path="{{ params.path }}"``; a null param renders to nothing: no file, nothing sent."""
+    task = HPGamesBulkCancelRewardsOperator(
+        task_id="cancel_file", reward_ids_path="{{ params.path }}", ids_column="{{ params.column }}", if_empty="skip"
+    )
+    task.reward_ids_path, task.ids_column = rendered_to, None  # what rendering a null param gives
+    with pytest.raises(AirflowSkipException, match="reward_ids is empty"):
+        task.execute({"ti": None, "params": {}})
+    assert not requests_mock.called
+
+
+def test_a_literal_empty_path_is_refused_when_the_dag_is_parsed():
+    with pytest.raises(RewardsInputError, match="reward_ids_path"):
+        HPGamesBulkCancelRewardsOperator(task_id="cancel_file", reward_ids_path="")

@@ -26,7 +26,8 @@ Asset event of the alias ``airflow-provider-rewards-results``, for audit DAGs to
 
 Flow:
 1. ``revoke_thanx_jobs``: one mapped task per issuance job. Retry-safe: a job already revoking or
-   revoked counts as done.
+   revoked counts as done. At most ``REWARDS_THANX_MAX_ACTIVE`` (2) at once per run, in pool
+   ``REWARDS_THANX_POOL`` when set (README "Rate budget").
 2. ``wait_until_revoked``: a deferrable sensor per job, so waiting holds no worker slot.
 3. ``cancel_rewards_by_id``, ``cancel_rewards_by_external_id``, ``cancel_rewards_by_player``:
    batched HPGames cancellations, in parallel with the Thanx branch.
@@ -65,6 +66,11 @@ from airflow_provider_rewards.sensors.thanx import ThanxIssuanceJobSensor
 POLL_INTERVAL = float(os.environ.get("REWARDS_TEARDOWN_POLL_INTERVAL", "60"))
 # Seconds before a failed task is tried again (twice at most). 60 s gives a struggling API room; tests lower it.
 RETRY_DELAY = float(os.environ.get("REWARDS_TEARDOWN_RETRY_DELAY", "60"))
+# Thanx rate budget (README "Rate budget"): at most THANX_MAX_ACTIVE revoke tasks of one run at once, and, when
+# REWARDS_THANX_POOL names a pool you created (airflow pools set thanx_api 2 "..."), at most its slots across every
+# DAG using the credential. Unset, the tasks use default_pool: a pool that does not exist would block them forever.
+THANX_POOL = os.environ.get("REWARDS_THANX_POOL") or None
+THANX_MAX_ACTIVE = int(os.environ.get("REWARDS_THANX_MAX_ACTIVE", "2"))
 
 
 # Each HPGames task's record goes to <hpgames_results_path>/<task_id>; with the param null, to the operator's
@@ -139,6 +145,8 @@ with DAG(
         task_id="revoke_thanx_jobs",
         merchant_id="{{ params.thanx_merchant_id }}",
         dry_run="{{ params.dry_run }}",
+        pool=THANX_POOL,  # None: default_pool
+        max_active_tis_per_dagrun=THANX_MAX_ACTIVE,  # not on the sensor: a deferred wait counts as active
     ).expand(issuance_job_id=thanx_job_ids())
 
     @task
@@ -149,6 +157,7 @@ with DAG(
     wait = ThanxIssuanceJobSensor.partial(
         task_id="wait_until_revoked",
         merchant_id="{{ params.thanx_merchant_id }}",
+        pool=THANX_POOL,  # a deferred wait takes no slot unless the pool has include_deferred
         deferrable=True,
         poke_interval=POLL_INTERVAL,
         timeout=timedelta(hours=12).total_seconds(),

@@ -217,3 +217,11 @@ def test_player_and_external_id_files_default_their_records_next_to_the_file(run
     external_lines = results_lines(tmp_path / f"external_ids.txt.results/{run}/cancel_rewards_by_external_id_file")
     assert sorted(line["id"] for line in external_lines) == sorted(seed.DEMO_HPGAMES_CANCEL_BY_EXTERNAL_IDS)
     assert {line["outcome"] for line in [*player_lines, *external_lines]} == {"cancelled"}
+
+
+def test_the_mapped_revoke_is_capped_per_run_and_waits_take_the_default_pool(flagship):
+    """The rate-budget recipe: at most 2 revokes of a run at once; no pool is named unless REWARDS_THANX_POOL is set."""
+    revoke, wait = flagship.task_dict["revoke_thanx_jobs"], flagship.task_dict["wait_until_revoked"]
+    assert revoke.max_active_tis_per_dagrun == 2
+    assert wait.max_active_tis_per_dagrun is None  # a deferred wait counts as active: never capped
+    assert (revoke.pool, wait.pool) == (None, None)  # None: the scheduler puts them in default_pool

@@ -69,7 +69,7 @@ RETRY_DELAY = float(os.environ.get("REWARDS_TEARDOWN_RETRY_DELAY", "60"))
 # Thanx rate budget (README "Rate budget"): at most THANX_MAX_ACTIVE revoke tasks of one run at once, and, when
 # REWARDS_THANX_POOL names a pool you created (airflow pools set thanx_api 2 "..."), at most its slots across every
 # DAG using the credential. Unset, the tasks use default_pool: a pool that does not exist would block them forever.
-THANX_POOL = os.environ.get("REWARDS_THANX_POOL") or None
+THANX_POOL = os.environ.get("REWARDS_THANX_POOL") or "default_pool"
 THANX_MAX_ACTIVE = int(os.environ.get("REWARDS_THANX_MAX_ACTIVE", "2"))
 
 
@@ -145,7 +145,7 @@ with DAG(
         task_id="revoke_thanx_jobs",
         merchant_id="{{ params.thanx_merchant_id }}",
         dry_run="{{ params.dry_run }}",
-        pool=THANX_POOL,  # None: default_pool
+        pool=THANX_POOL,
         max_active_tis_per_dagrun=THANX_MAX_ACTIVE,  # not on the sensor: a deferred wait counts as active
     ).expand(issuance_job_id=thanx_job_ids())
 

@@ -224,4 +224,4 @@ def test_the_mapped_revoke_is_capped_per_run_and_waits_take_the_default_pool(fla
     revoke, wait = flagship.task_dict["revoke_thanx_jobs"], flagship.task_dict["wait_until_revoked"]
     assert revoke.max_active_tis_per_dagrun == 2
     assert wait.max_active_tis_per_dagrun is None  # a deferred wait counts as active: never capped
-    assert (revoke.pool, wait.pool) == (None, None)  # None: the scheduler puts them in default_pool
+    assert (revoke.pool, wait.pool) == ("default_pool", "default_pool")

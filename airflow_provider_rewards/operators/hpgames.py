@@ -12,7 +12,7 @@ import requests
 from airflow.sdk import AssetAlias, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_provider_rewards.exceptions import BatchRunFailed, RewardsInputError
+from airflow_provider_rewards.exceptions import BatchRunFailed, RewardsApiError, RewardsInputError
 from airflow_provider_rewards.hooks.hpgames import ID_LIST_IS_UUID, HPGamesHook, check_id
 from airflow_provider_rewards.operators._base import RewardsBaseOperator
 from airflow_provider_rewards.utils.batching import (
@@ -24,6 +24,7 @@ from airflow_provider_rewards.utils.batching import (
     ReadBackFunction,
     count_batches,
     describe_rejections,
+    is_item_refusal,
 )
 from airflow_provider_rewards.utils.id_source import (
     FileIdSource,
@@ -103,6 +104,46 @@ class HPGamesBaseOperator(RewardsBaseOperator):
         """The operator's work, after rendering; returns the XCom summary."""
         raise NotImplementedError
 
+    def read_back(self, field: str) -> ReadBackFunction:
+        """Which of some ids HPGames shows CANCELLED: one streamed ``readAll`` (``status=CANCELLED``)."""
+
+        def read(ids: list[str]) -> ReadBack:
+            wanted = set(ids)
+            with closing(self.hook.iter_rewards(status=CANCELLED)) as items:  # closed at once on an early exit
+                found, without_external_id = self.match_cancelled(items, field, wanted)
+            reason = (
+                NO_EXTERNAL_ID_REASON.format(count=without_external_id)
+                if without_external_id and len(found) < len(wanted)
+                else None
+            )
+            return ReadBack(frozenset(found), reason)
+
+        return read
+
+    @staticmethod
+    def match_cancelled(items: Iterable[Mapping[str, Any]], field: str, wanted: set[str]) -> tuple[set[str], int]:
+        """The ``wanted`` ids among CANCELLED readAll ``items``, and how many items had no ``externalId``.
+
+        Stops reading as soon as every wanted id was found.
+        """
+        found: set[str] = set()
+        without_external_id = 0
+        for item in items:
+            if item.get("status") != CANCELLED:  # a vendor that ignores the filter cannot fake a cancel
+                continue
+            if field == "reward_ids":
+                value = str(item.get("id", "")).lower()
+            elif "externalId" in item:
+                value = item["externalId"]
+            else:
+                without_external_id += 1
+                continue
+            if value in wanted:
+                found.add(value)
+                if len(found) == len(wanted):
+                    break
+        return found, without_external_id
+
 
 class HPGamesCancelRewardOperator(HPGamesBaseOperator):
     """Cancel one HPGames reward (``rewards/cancel``), by its HPGames id or by its external id.
@@ -113,11 +154,14 @@ class HPGamesCancelRewardOperator(HPGamesBaseOperator):
     :param dry_run: log what would be cancelled and send nothing (templated; ``True``/``False``
         or the rendered text ``"true"``/``"false"``).
 
-    HPGames answers 200 with no body; a refusal (e.g. 404 unknown reward) fails the task with the
-    vendor's status, code and message.
+    HPGames answers 200 with no body. A refusal that may be about the reward (400, 404, 409, 410, 422,
+    or a 2xx with an ``errorCode``) is read back once (``readAll``, ``status=CANCELLED``): a reward shown
+    CANCELLED counts as ``already_cancelled`` (a success, so a retry after a lost answer passes whether
+    HPGames answers 200 or a 4xx); otherwise the task fails with the vendor's status, code and message.
+    An external id can only be matched when readAll returns ``externalId``.
 
     Returns ``{"id_field": "reward_id" | "external_id", "id": str, "cancelled": 0 | 1,
-    "requests": 0 | 1, "dry_run": bool}``.
+    "already_cancelled": 0 | 1, "requests": 0 | 1 | 2, "dry_run": bool}``.
     """
 
     ui_color = "#cfe0f7"
@@ -138,11 +182,30 @@ class HPGamesCancelRewardOperator(HPGamesBaseOperator):
 
     def cancel(self, context: Context) -> dict[str, Any]:
         field, value, dry_run = self.check_inputs(rendered=True)
-        summary = {"id_field": field, "id": value, "cancelled": 0, "requests": 0, "dry_run": dry_run}
+        summary = {
+            "id_field": field,
+            "id": value,
+            "cancelled": 0,
+            "already_cancelled": 0,
+            "requests": 0,
+            "dry_run": dry_run,
+        }
         if dry_run:
             self.log.info("Dry run: would cancel the HPGames reward with %s %s; nothing was sent", field, value)
             return summary
-        self.hook.cancel_reward(**{field: value})
+        try:
+            self.hook.cancel_reward(**{field: value})
+        except RewardsApiError as error:
+            if not is_item_refusal(error):
+                raise
+            try:  # refused: maybe because it is already cancelled
+                read = self.read_back(f"{field}s")([value])
+            except RewardsApiError as read_error:
+                raise error from read_error  # the refusal stands; the failed read is its cause
+            if value not in read.cancelled:
+                raise
+            self.log.info("HPGames refused (%s), but the reward with %s %s reads back CANCELLED", error, field, value)
+            return {**summary, "already_cancelled": 1, "requests": 2}
         self.log.info("Cancelled the HPGames reward with %s %s", field, value)
         return {**summary, "cancelled": 1, "requests": 1}
 
@@ -589,46 +652,6 @@ class HPGamesBulkCancelRewardsOperator(HPGamesBatchOperator):
         require_flag(self.fail_on_rejected, "fail_on_rejected")
         require_flag(self.reconcile_refusals, "reconcile_refusals")
         return self.check_batch_inputs(rendered=rendered)
-
-    def read_back(self, field: str) -> ReadBackFunction:
-        """Which of some ids HPGames shows CANCELLED: one streamed ``readAll`` (``status=CANCELLED``)."""
-
-        def read(ids: list[str]) -> ReadBack:
-            wanted = set(ids)
-            with closing(self.hook.iter_rewards(status=CANCELLED)) as items:  # closed at once on an early exit
-                found, without_external_id = self.match_cancelled(items, field, wanted)
-            reason = (
-                NO_EXTERNAL_ID_REASON.format(count=without_external_id)
-                if without_external_id and len(found) < len(wanted)
-                else None
-            )
-            return ReadBack(frozenset(found), reason)
-
-        return read
-
-    @staticmethod
-    def match_cancelled(items: Iterable[Mapping[str, Any]], field: str, wanted: set[str]) -> tuple[set[str], int]:
-        """The ``wanted`` ids among CANCELLED readAll ``items``, and how many items had no ``externalId``.
-
-        Stops reading as soon as every wanted id was found.
-        """
-        found: set[str] = set()
-        without_external_id = 0
-        for item in items:
-            if item.get("status") != CANCELLED:  # a vendor that ignores the filter cannot fake a cancel
-                continue
-            if field == "reward_ids":
-                value = str(item.get("id", "")).lower()
-            elif "externalId" in item:
-                value = item["externalId"]
-            else:
-                without_external_id += 1
-                continue
-            if value in wanted:
-                found.add(value)
-                if len(found) == len(wanted):
-                    break
-        return found, without_external_id
 
     def cancel(self, context: Context) -> dict[str, Any]:
         inputs = self.check_inputs(rendered=True)

@@ -110,13 +110,53 @@ def test_cancel_reward_sends_the_exact_signed_body(
     expected = f'{{"merchantId":"{HPGAMES_MERCHANT}","timestamp":{FROZEN_MS},"hash":"{digest}","{key}":"{sent}"}}'
     assert requests_mock.call_count == 1
     assert requests_mock.last_request.body == expected.encode()
-    assert result == {"id_field": field, "id": sent, "cancelled": 1, "requests": 1, "dry_run": False}
+    assert result == {
+        "id_field": field,
+        "id": sent,
+        "cancelled": 1,
+        "already_cancelled": 0,
+        "requests": 1,
+        "dry_run": False,
+    }
 
 
 def test_cancel_reward_refused_raises_the_api_error(hpgames_conn, requests_mock, context):
     requests_mock.post(f"{REWARDS_URL}/cancel", status_code=404, json=NOT_FOUND)
+    requests_mock.post(READ_ALL, json=[{"id": "6d181739-a4c4-4932-a3de-0a980bfee707", "status": "CANCELLED"}])
     with pytest.raises(RewardsError, match=r"HTTP 404 \(1004: Reward not found\)"):
         HPGamesCancelRewardOperator(task_id="cancel_one", external_id="ext-1").execute(context)
+    assert json.loads(requests_mock.last_request.body)["status"] == "CANCELLED"  # it was read back first
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(409, {"errorCode": 1010, "errorText": "Reward already cancelled"}), (200, {"errorCode": 1010})],
+)
+def test_cancel_reward_refused_as_already_cancelled_reads_back_and_succeeds(
+    hpgames_conn, requests_mock, context, status, body
+):
+    """The stricter vendor refuses a cancel of a cancelled reward: a read-back showing it CANCELLED is a success."""
+    reward_id = "6d181739-a4c4-4932-a3de-0a980bfee707"
+    requests_mock.post(f"{REWARDS_URL}/cancel", status_code=status, json=body)
+    requests_mock.post(
+        READ_ALL,
+        json=[
+            {"id": "0d181739-a4c4-4932-a3de-0a980bfee707", "status": "CANCELLED"},
+            {"id": reward_id.upper(), "status": "CANCELLED"},
+        ],
+    )
+    result = HPGamesCancelRewardOperator(task_id="cancel_one", reward_id=reward_id).execute(context)
+    assert (result["cancelled"], result["already_cancelled"], result["requests"]) == (0, 1, 2)
+    assert [request.path.rsplit("/", 1)[-1] for request in requests_mock.request_history] == ["cancel", "readall"]
+
+
+def test_cancel_reward_refused_and_not_cancelled_on_read_back_still_fails(hpgames_conn, requests_mock, context):
+    requests_mock.post(f"{REWARDS_URL}/cancel", status_code=409, json={"errorCode": 1010, "errorText": "Locked"})
+    requests_mock.post(READ_ALL, json=[{"id": "6d181739-a4c4-4932-a3de-0a980bfee707", "status": "IN_PROGRESS"}])
+    with pytest.raises(RewardsError, match="HTTP 409"):
+        HPGamesCancelRewardOperator(task_id="cancel_one", reward_id="6d181739-a4c4-4932-a3de-0a980bfee707").execute(
+            context
+        )
 
 
 # --- bulk cancel: batching --------------------------------------------------------------------------------------
@@ -399,7 +439,14 @@ def test_cancel_by_query_refusal_stops_without_splitting(hpgames_conn, requests_
     [
         (
             lambda dry_run: HPGamesCancelRewardOperator(task_id="c", reward_id=uuids(1)[0], dry_run=dry_run),
-            {"id_field": "reward_id", "id": uuids(1)[0], "cancelled": 0, "requests": 0, "dry_run": True},
+            {
+                "id_field": "reward_id",
+                "id": uuids(1)[0],
+                "cancelled": 0,
+                "already_cancelled": 0,
+                "requests": 0,
+                "dry_run": True,
+            },
             f"would cancel the HPGames reward with reward_id {uuids(1)[0]}",
         ),
         (

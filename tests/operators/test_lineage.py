@@ -125,6 +125,7 @@ def test_refused_ids_fail_the_task_and_the_failure_lineage_still_counts_them(hpg
         return ""
 
     requests_mock.post(BULK, text=respond)
+    requests_mock.post(f"{REWARDS_URL}/readAll", json=[])  # the read-back: the refused id is not cancelled
     operator = HPGamesBulkCancelRewardsOperator(task_id="cancel", reward_ids=IDS[:2])
     with pytest.raises(AirflowFailException):
         operator.execute(context)

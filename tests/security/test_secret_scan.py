@@ -55,7 +55,9 @@ UNIT_SECRETS = {"thanx access token": THANX_TOKEN, "hpgames secret": HPGAMES_SEC
 
 def scanned_run(home: Path, credentials: Credentials, seed: dict, dag_id: str, dags_folder: Path):
     """One ``dags test`` run against a sandbox that accepts only the planted credentials; what it left behind."""
-    with running_sandbox(seed=seed, revoke_seconds=1.0) as sandbox:
+    # Revokes last 6 s: longer than the revoke tasks take (at most 2 at once per run), so every wait defers and a
+    # trigger row exists to be scanned.
+    with running_sandbox(seed=seed, revoke_seconds=6.0) as sandbox:
         env = teardown_env(home, sandbox.base_url, credentials, dags_folder=dags_folder)
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the checkout's DAG folders
         before = sandbox.snapshot()

@@ -132,6 +132,23 @@ def sent_digests(sandbox) -> list[str]:
     return [entry["batch_digest"] for entry in sandbox.request_log() if entry["path"] == BULK_CANCEL]
 
 
+def settled_request_log(sandbox, quiet: float = 0.5, timeout: float = 15.0) -> list[str]:
+    """The bulkCancel digests once the log has stopped growing for ``quiet`` seconds.
+
+    The sandbox logs a request when it has answered it: requests a killed worker left in flight are logged
+    after the kill, and must count as the first try's, not the retry's.
+    """
+    deadline = time.monotonic() + timeout
+    seen = sent_digests(sandbox)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = sent_digests(sandbox)
+        if len(now) == len(seen):
+            return now
+        seen = now
+    raise AssertionError(f"the sandbox's request log kept growing for {timeout} s after the kill")
+
+
 @pytest.mark.parametrize("max_concurrency", [1, 4])
 def test_a_killed_bulk_cancel_resumes_after_its_last_settled_batch(
     sandbox, campaign, workers, tmp_path, max_concurrency
@@ -164,7 +181,7 @@ def test_a_killed_bulk_cancel_resumes_after_its_last_settled_batch(
     )
     at_kill = reward_statuses(sandbox.snapshot())
     assert all(at_kill[rid] == "CANCELLED" for rid in confirmed_ids), "a settled batch is not cancelled"
-    first_run = sent_digests(sandbox)
+    first_run = settled_request_log(sandbox)
     assert len(first_run) == len(set(first_run)), "the first try sent a batch twice"
     in_flight = set(first_run) - {digests[number] for number in confirmed}
     sandbox.clear_request_log()

@@ -7,19 +7,24 @@ from typing import Any
 from airflow_provider_rewards import __version__
 
 PACKAGE = "airflow_provider_rewards"
-#: The optional extra fields both connection types share (see ``TransportSettings``): name, label, help, default.
+#: The optional extra fields both connection types share (see ``TransportSettings``):
+#: name, label, help, JSON type, minimum, default.
 TRANSPORT_FIELDS = (
-    ("connect_timeout", "Connect timeout (s)", "Seconds to establish a connection.", 10),
-    ("read_timeout", "Read timeout (s)", "Seconds to wait for a response.", 30),
-    ("max_retries", "Max retries", "Retries on network errors, 408, 429 and 5xx (0 disables).", 5),
-    ("retry_backoff", "Retry backoff (s)", "First retry delay; doubles per retry, with jitter.", 1),
-    ("retry_backoff_max", "Retry backoff max (s)", "Longest single backoff delay.", 60),
-    ("retry_after_max", "Retry-After max (s)", "Longest Retry-After honoured by waiting; longer fails at once.", 300),
+    ("connect_timeout", "Connect timeout (s)", "Seconds to establish a connection.", "number", 0, 10),
+    ("read_timeout", "Read timeout (s)", "Seconds to wait for a response.", "number", 0, 30),
+    ("max_retries", "Max retries", "Retries on network errors, 408, 429 and 5xx (0 disables).", "integer", 0, 5),
+    ("retry_backoff", "Retry backoff (s)", "First retry delay; doubles per retry, with jitter.", "number", 0, 1),
+    ("retry_backoff_max", "Retry backoff max (s)", "Longest single backoff delay.", "number", 0, 60),
+    (
+        "retry_after_max",
+        "Retry-After max (s)",
+        "Longest Retry-After honoured by waiting; longer fails at once.",
+        "number",
+        0,
+        300,
+    ),
 )
-
-
-#: The Thanx rate budget (extra keys read by ``hooks.rate_limit.RateBudget.from_extra``): name, label, help, type,
-#: minimum, default.
+#: The Thanx rate budget (extra keys read by ``hooks.rate_limit.RateBudget.from_extra``), in the same form.
 BUDGET_FIELDS = (
     (
         "max_requests_per_second",
@@ -49,29 +54,15 @@ BUDGET_FIELDS = (
 )
 
 
-def _budget_fields() -> dict[str, Any]:
+def _form_fields(specs: tuple[tuple[str, str, str, str, int, int], ...]) -> dict[str, Any]:
+    """``conn-fields`` entries: optional (nullable) numbers with a minimum and a default."""
     return {
         name: {
             "label": label,
             "description": description,
             "schema": {"type": [kind, "null"], "minimum": least, "default": default},
         }
-        for name, label, description, kind, least, default in BUDGET_FIELDS
-    }
-
-
-def _transport_fields() -> dict[str, Any]:
-    return {
-        name: {
-            "label": label,
-            "description": description,
-            "schema": {
-                "type": ["integer" if name == "max_retries" else "number", "null"],
-                "minimum": 0,
-                "default": default,
-            },
-        }
-        for name, label, description, default in TRANSPORT_FIELDS
+        for name, label, description, kind, least, default in specs
     }
 
 
@@ -88,7 +79,7 @@ def _connection_type(
             "relabeling": {"host": "API base URL", **labels},
             "placeholders": placeholders,
         },
-        "conn-fields": {**fields, **_transport_fields()},
+        "conn-fields": {**fields, **_form_fields(TRANSPORT_FIELDS)},
     }
 
 
@@ -135,7 +126,7 @@ def get_provider_info() -> dict[str, Any]:
                     "description": "Merchant acted for when a task does not name one (GET /partner/merchants).",
                     "schema": {"type": ["string", "null"], "maxLength": 256},
                 },
-                **_budget_fields(),
+                **_form_fields(BUDGET_FIELDS),
             ),
             _connection_type(
                 "hpgames",

@@ -199,10 +199,16 @@ def test_flagship_teardown_on_celery_postgres_redis_survives_a_killed_worker_and
     instances = run.task_instances()
     sensor_slots = sum(1 for ti in instances if ti["task_id"] == SENSOR and ti["state"] in ("running", "queued"))
     running_now = sorted(f"{ti['task_id']}[{ti['map_index']}]" for ti in instances if ti["state"] == "running")
-    rows = trigger_rows(cluster)
     old_triggerers = running_triggerer_ids(cluster)
+
+    def assigned() -> dict[int, int | None] | None:
+        # A wait is "deferred" as soon as its trigger row exists; the triggerer claims the row on its next
+        # load, a moment later. Only a row that stays unclaimed is a failure.
+        now = trigger_rows(cluster)
+        return now if len(now) == len(job_ids()) and set(now.values()) <= set(old_triggerers) else None
+
+    rows = wait(f"triggerer(s) {old_triggerers} to claim every trigger row", assigned, 60)
     assert len(rows) == len(job_ids()), f"expected one trigger row per wait: {rows}"
-    assert set(rows.values()) <= set(old_triggerers), f"trigger rows {rows}, running triggerers {old_triggerers}"
     with cluster.connect() as conn, conn.cursor() as cursor:
         decrypted = decrypted_triggers(cursor, cluster.fernet_key)
         deferred_db = postgres_text_columns(cursor)

@@ -138,6 +138,12 @@ def get_provider_info() -> dict[str, Any]:
                     "login": "1387a6cc-3651-4473-ae52-e415caea3395",
                     "password": "Merchant secret key used to sign requests",
                 },
+                already_cancelled_codes={
+                    "label": "Already-cancelled error codes",
+                    "description": "errorCode values meaning a refused reward is already cancelled, comma-separated "
+                    "(empty: settled by reading it back).",
+                    "schema": {"type": ["string", "null"], "maxLength": 256},
+                },
             ),
         ],
     }

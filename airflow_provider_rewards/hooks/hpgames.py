@@ -13,7 +13,7 @@ from airflow.sdk import Connection
 
 from airflow_provider_rewards.exceptions import RewardsApiError, RewardsConnectionConfigError, RewardsInputError
 from airflow_provider_rewards.hooks.auth import HPGamesSignatureAuth
-from airflow_provider_rewards.hooks.base import RewardsBaseHook, base_url_from, required_field
+from airflow_provider_rewards.hooks.base import RewardsBaseHook, base_url_from, extra_field, required_field
 from airflow_provider_rewards.hooks.transport import TransportSettings, vendor_refusal_code
 from airflow_provider_rewards.utils.json_stream import JsonStreamError, iter_array_objects
 from airflow_provider_rewards.utils.validation import (
@@ -39,6 +39,8 @@ ID_CHECKS: dict[str, Callable[[object, str], str]] = {
 }
 #: Whether the ids of each list argument are UUIDs.
 ID_LIST_IS_UUID = {"reward_ids": True, "external_ids": False, "player_ids": False}
+#: The connection extra naming the ``errorCode`` values with which HPGames refuses an already-cancelled reward.
+ALREADY_CANCELLED_CODES_FIELD = "already_cancelled_codes"
 CONFIGURATION_KEYS = {
     "reward_configuration_id": "rewardConfigurationId",
     "external_reward_configuration_id": "externalRewardConfigurationId",
@@ -85,6 +87,28 @@ class HPGamesConfig:
     merchant_id: str
     secret: str = field(repr=False)
     settings: TransportSettings = field(default_factory=TransportSettings)
+    already_cancelled_codes: frozenset[str] = frozenset()
+
+
+def parse_already_cancelled_codes(conn_id: str, value: object) -> frozenset[str]:
+    """The extra ``already_cancelled_codes``: vendor error codes, as a JSON list or comma-separated text.
+
+    Empty (the default) means no code is trusted to mean "already cancelled": such a refusal is then
+    settled only by reading the reward back.
+    """
+    if value is None:
+        return frozenset()
+    items = value.split(",") if isinstance(value, str) else [value] if isinstance(value, int) else value
+    if not isinstance(items, list | tuple) or not all(
+        isinstance(item, str | int) and not isinstance(item, bool) for item in items
+    ):
+        raise RewardsConnectionConfigError(
+            conn_id,
+            ALREADY_CANCELLED_CODES_FIELD,
+            f'must be the errorCode values HPGames answers for an already-cancelled reward, as "1010,1011" or '
+            f'["1010"]; got {type(value).__name__}',
+        )
+    return frozenset(str(item).strip() for item in items) - {""}
 
 
 def readall_payload(
@@ -145,7 +169,19 @@ class HPGamesHook(RewardsBaseHook[HPGamesConfig]):
             merchant_id=merchant_id,
             secret=required_field(conn, "password", "Secret key"),
             settings=self.settings_from(extra),
+            already_cancelled_codes=parse_already_cancelled_codes(
+                conn.conn_id, extra_field(self.conn_type, extra, ALREADY_CANCELLED_CODES_FIELD)
+            ),
         )
+
+    def means_already_cancelled(self, error: Exception) -> bool:
+        """True when ``error`` is a refusal whose ``errorCode`` the connection's ``already_cancelled_codes`` lists.
+
+        Such a refusal of a single reward settles it as already cancelled without a read-back; for a request
+        of several rewards it only says that some of them are.
+        """
+        codes = self.config.already_cancelled_codes
+        return bool(codes) and isinstance(error, RewardsApiError) and error.vendor_code in codes
 
     def build_auth(self, config: HPGamesConfig) -> HPGamesSignatureAuth:
         return HPGamesSignatureAuth(config.merchant_id, config.secret)

@@ -158,7 +158,8 @@ class HPGamesCancelRewardOperator(HPGamesBaseOperator):
     or a 2xx with an ``errorCode``) is read back once (``readAll``, ``status=CANCELLED``): a reward shown
     CANCELLED counts as ``already_cancelled`` (a success, so a retry after a lost answer passes whether
     HPGames answers 200 or a 4xx); otherwise the task fails with the vendor's status, code and message.
-    An external id can only be matched when readAll returns ``externalId``.
+    An external id can only be matched when readAll returns ``externalId``. A refusal whose ``errorCode`` the
+    connection's extra ``already_cancelled_codes`` lists is ``already_cancelled`` at once, with no read-back.
 
     Returns ``{"id_field": "reward_id" | "external_id", "id": str, "cancelled": 0 | 1,
     "already_cancelled": 0 | 1, "requests": 0 | 1 | 2, "dry_run": bool}``.
@@ -198,6 +199,9 @@ class HPGamesCancelRewardOperator(HPGamesBaseOperator):
         except RewardsApiError as error:
             if not is_item_refusal(error):
                 raise
+            if self.hook.means_already_cancelled(error):
+                self.log.info("HPGames refused (%s), a code already_cancelled_codes calls already cancelled", error)
+                return {**summary, "already_cancelled": 1, "requests": 1}
             try:  # refused: maybe because it is already cancelled
                 read = self.read_back(f"{field}s")([value])
             except RewardsApiError as read_error:
@@ -340,6 +344,7 @@ class HPGamesBatchOperator(HPGamesBaseOperator):
         *,
         isolate_rejections: bool,
         read_back: ReadBackFunction | None = None,
+        means_already_cancelled: Callable[[Exception], bool] | None = None,
     ) -> BatchRunner:
         """A :class:`BatchRunner` calling ``send`` per batch, logging through this task's logger (no request yet)."""
         return BatchRunner(
@@ -350,6 +355,7 @@ class HPGamesBatchOperator(HPGamesBaseOperator):
             done_label=self.done_label,
             log=self.log,
             read_back=read_back,
+            means_already_cancelled=means_already_cancelled,
             max_concurrency=inputs.max_concurrency,
             throttle_count=lambda: getattr(self.hook.transport, "throttle_count", 0),
         )
@@ -575,7 +581,8 @@ class HPGamesBulkCancelRewardsOperator(HPGamesBatchOperator):
       requests for ``k`` of ``n``); until a request succeeds, the first and last id are probed alone and a
       request refused for both the same way stops the run (the request itself is wrong);
     - readAll items carry no ``externalId`` in the vendor docs: a refused external id that a read-back
-      cannot show stays ``refused``, its message saying why;
+      cannot show stays ``refused``, its message saying why, unless the ``hpgames`` connection's extra
+      ``already_cancelled_codes`` lists the ``errorCode`` it was refused with alone (then ``already_cancelled``);
     - a request that fails for good (5xx, 429, network, after the transport's retries) is read back: if
       every id reads back CANCELLED the run goes on, else it stops (HTTP 413 splits; 401/403 stop at once).
 
@@ -662,6 +669,7 @@ class HPGamesBulkCancelRewardsOperator(HPGamesBatchOperator):
             inputs,
             isolate_rejections=True,
             read_back=self.read_back(field) if self.reconcile_refusals else None,
+            means_already_cancelled=self.hook.means_already_cancelled if self.reconcile_refusals else None,
         )
 
         def legacy(progress: BatchRunner) -> dict[str, Any]:

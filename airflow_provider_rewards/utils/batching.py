@@ -205,7 +205,8 @@ class BatchRunner:
     halved recursively until the refused ids are found (``2k·log2(n/k)`` requests for ``k`` of ``n``). Until
     a request of the run succeeds, the first and last id of a refused batch are first sent alone: if both
     fail as the batch did, the request itself is wrong and the run stops. That probe never stops on ids a
-    read-back could not vouch for (readAll without ``externalId``). 413 splits without blaming an id.
+    read-back could not vouch for (readAll without ``externalId``). 413 splits without blaming an id. An id
+    refused alone with a code ``means_already_cancelled`` accepts is ``already_cancelled`` without a read.
 
     **Failures.** A failure that outlasts the transport's retries (5xx, 429, network) is read back: ids read
     back as ``CANCELLED`` are ``already_cancelled``; if that settles the whole request the run goes on (its
@@ -229,6 +230,9 @@ class BatchRunner:
     :param on_open: called with ``(batch number, known outcomes)`` for a batch the run stopped in.
     :param max_concurrency: batches in flight at most (1 to 16).
     :param throttle_count: returns how many 429 answers the transport has seen so far.
+    :param means_already_cancelled: True for a refusal that, for a single id, means it is already cancelled
+        (the connection's ``already_cancelled_codes``); such an id is ``already_cancelled`` without a read-back,
+        which is how a refused external id is settled when readAll items carry no ``externalId``.
     """
 
     def __init__(
@@ -245,6 +249,7 @@ class BatchRunner:
         on_open: Callable[[int, list[IdOutcome]], None] | None = None,
         max_concurrency: int = 1,
         throttle_count: Callable[[], int] | None = None,
+        means_already_cancelled: Callable[[Exception], bool] | None = None,
     ) -> None:
         if not 1 <= max_concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"max_concurrency must be 1 to {MAX_CONCURRENCY}, got {max_concurrency}")
@@ -259,6 +264,7 @@ class BatchRunner:
         self.on_open = on_open
         self.max_concurrency = max_concurrency
         self.throttle_count = throttle_count
+        self.means_already_cancelled = means_already_cancelled
         self.counts: Counter[Outcome] = Counter()
         self.requests = 0
         self.read_backs = 0
@@ -469,6 +475,8 @@ class BatchRunner:
         if verdict is BatchVerdict.STOP:
             self._fail(batch, ids, error)
             return
+        if len(ids) == 1 and self._settle_by_code(batch, ids[0], error):
+            return
         if is_item_refusal(error) and self._reconcile(batch, ids):
             return
         if verdict is BatchVerdict.REJECT:
@@ -502,6 +510,16 @@ class BatchRunner:
         rest = [item for item in ids if item not in batch.read_back.cancelled]
         if rest:
             self._send(batch, rest)
+        return True
+
+    def _settle_by_code(self, batch: _Batch, item: str, error: Exception) -> bool:
+        """Settle ``item``, refused alone, as ``already_cancelled`` if its refusal's code says so; True if it did."""
+        if self.means_already_cancelled is None or not self.means_already_cancelled(error):
+            return False
+        code = error.vendor_code if isinstance(error, RewardsApiError) else None
+        why = f"refused with errorCode {code}, which already_cancelled_codes says means already cancelled"
+        batch.outcomes[item] = outcome_of_error(item, Outcome.ALREADY_CANCELLED, error, why)
+        self.request_works = True  # the vendor read the request and judged the reward: it is well-formed
         return True
 
     def _read(self, ids: list[str]) -> ReadBack:
@@ -548,7 +566,7 @@ class BatchRunner:
         refused: list[tuple[str, Exception]] = []
         for probe in probes:
             error = self._attempt(batch, [probe])
-            if error is None:
+            if error is None or self._settle_by_code(batch, probe, error):
                 break
             if self._classify(error, 1) is BatchVerdict.STOP:
                 self._fail(batch, [probe], error)

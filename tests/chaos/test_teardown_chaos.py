@@ -16,11 +16,12 @@ The same seeds run a second time against a vendor that refuses to cancel an alre
 reward among the targets, so every run meets the refusal (and a dropped answer followed by a resend meets
 it again), and the same reward ids also in a file (``hpgames_reward_ids_path``: the file task races the
 list task over the same rewards, so one of them meets rewards the other just cancelled), with the
-transport's default retries on every seed. This vendor's ``readAll`` items carry ``externalId``, so a refused
-external id can be reconciled too; with the documented item (no ``externalId``) it cannot, and an external-id
-batch whose answer was lost and whose resend is refused fails its task loudly (the engine's documented rule:
-one or two seeds in ten here, which the 9-in-10 rule would then measure instead of the reconciliation).
-The guarantees above hold, and with 10 seeds or more (``make chaos``) at least 9 in 10 succeed.
+transport's default retries on every seed. This vendor's ``readAll`` is the documented one (items without
+``externalId``), so a refused external id cannot be read back: the HPGames connection names the refusal's
+code (``already_cancelled_codes: "1010"``), and an external id refused alone with it is already cancelled.
+Without that setting, an external-id batch whose answer was lost and whose resend is refused fails its task
+loudly (one or two seeds in ten). The guarantees above hold, and with 10 seeds or more (``make chaos``) at
+least 9 in 10 succeed.
 
 Odd seeds lower the transport's ``max_retries`` from 5 to 0 so that faults reach the tasks and Airflow's
 task retries (``REWARDS_TEARDOWN_RETRY_DELAY=1`` second here) take over. ``CHAOS_SEEDS`` (default 2) sets how
@@ -73,6 +74,9 @@ ALREADY_CANCELLED_TARGET = {
 #: The transport's default max_retries: the refusing vendor's runs use it on every seed (the 9-in-10 rule is about
 #: the provider as shipped; the odd seeds above, with no transport retries, stress the task retries instead).
 DEFAULT_RETRIES = 5
+#: The refusing vendor's runs tell the provider the code it refuses an already-cancelled reward with (the sandbox's
+#: 1010), as a user whose vendor does so would: readAll there is the documented one, without ``externalId``.
+REFUSAL_CODES = {"already_cancelled_codes": "1010"}
 #: Outcomes of the refusing vendor's runs, for the 9-in-10 check after them.
 REFUSING_OUTCOMES: list[Outcome] = []
 
@@ -92,10 +96,12 @@ def chaos_run(
     already_cancelled: str = "ok",
     read_all_external_id: bool = False,
     retries: int | None = None,
+    hpgames_extra: dict | None = None,
 ) -> tuple[Outcome, list[str], object]:
     """One DAG run under faults; returns the outcome, what is wrong with it, and the sandbox's report.
 
-    ``retries``: the transport's ``max_retries`` (default: :func:`transport_retries` of the seed)."""
+    ``retries``: the transport's ``max_retries`` (default: :func:`transport_retries` of the seed);
+    ``hpgames_extra``: more extra fields of the HPGames connection."""
     results_root = home / "results"
     params = {**demo_params(), "hpgames_results_path": str(results_root), **(conf or {})}
     credentials = Credentials.demo()
@@ -106,6 +112,10 @@ def chaos_run(
     ) as sandbox:
         transport = {**FAST_TRANSPORT, "max_retries": retries}
         env = teardown_env(home, sandbox.base_url, credentials, transport=transport)
+        if hpgames_extra:
+            connection = json.loads(env["AIRFLOW_CONN_HPGAMES_DEFAULT"])
+            connection["extra"] = {**connection.get("extra", {}), **hpgames_extra}
+            env["AIRFLOW_CONN_HPGAMES_DEFAULT"] = json.dumps(connection)
         before = sandbox.snapshot()
         result = run_dag(FLAGSHIP_DAG_ID, env, params, timeout=600)  # the DAG has no targets of its own
         after = sandbox.snapshot()
@@ -156,8 +166,8 @@ def test_teardown_against_a_vendor_refusing_already_cancelled_rewards(fresh_airf
         fault_seed,
         conf,
         already_cancelled="refuse",
-        read_all_external_id=True,
         retries=DEFAULT_RETRIES,
+        hpgames_extra=REFUSAL_CODES,
     )
     REFUSING_OUTCOMES.append(outcome)
     assert not problems, "\n".join(problems)

@@ -11,6 +11,7 @@ from tests.conftest import (
     FROZEN_MS,
     HPGAMES_MERCHANT,
     HPGAMES_SECRET,
+    HPGAMES_URL,
     REWARDS_URL,
     assert_sent,
     set_connection,
@@ -113,6 +114,32 @@ def test_bad_connection_fields_name_the_connection_and_field(monkeypatch, assert
     assert "'hpgames_bad'" in str(info.value)
     assert named in str(info.value)
     assert_no_secrets(info.value)
+
+
+def already_cancelled_hook(monkeypatch: pytest.MonkeyPatch, codes: object) -> HPGamesHook:
+    fields = {"host": HPGAMES_URL, "login": HPGAMES_MERCHANT, "password": HPGAMES_SECRET}
+    set_connection(
+        monkeypatch, "hpgames_codes", conn_type="hpgames", extra={"already_cancelled_codes": codes}, **fields
+    )
+    return HPGamesHook("hpgames_codes")
+
+
+@pytest.mark.parametrize(
+    ("codes", "expected"),
+    [("1010, E_CANCELLED", {"1010", "E_CANCELLED"}), (["1010", 1011], {"1010", "1011"}), (1010, {"1010"}), ("", set())],
+)
+def test_already_cancelled_codes_are_read_from_the_extra(monkeypatch, codes, expected):
+    hook = already_cancelled_hook(monkeypatch, codes)
+    assert hook.config.already_cancelled_codes == expected
+    refusal = RewardsApiError(vendor="HPGames", method="POST", path="/cancel", status_code=409, vendor_code="1010")
+    assert hook.means_already_cancelled(refusal) is ("1010" in expected)
+    assert not hook.means_already_cancelled(ValueError("1010"))
+
+
+@pytest.mark.parametrize("codes", [{"code": 1010}, True, [1010, None]])
+def test_bad_already_cancelled_codes_name_the_field_and_the_fix(monkeypatch, codes):
+    with pytest.raises(RewardsConnectionConfigError, match=r"already_cancelled_codes.*as \"1010,1011\""):
+        _ = already_cancelled_hook(monkeypatch, codes).config
 
 
 def test_host_without_scheme_and_with_port(monkeypatch):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 import rewards_sandbox as seed
 from rewards_sandbox.testing import reward_statuses
 
+from airflow_provider_rewards.exceptions import RewardsApiError
 from airflow_provider_rewards.hooks.hpgames import HPGamesHook
-from airflow_provider_rewards.operators.hpgames import HPGamesBulkCancelRewardsOperator
+from airflow_provider_rewards.operators.hpgames import HPGamesBulkCancelRewardsOperator, HPGamesCancelRewardOperator
 from tests.operators.conftest import outcomes_by_id, read_results, sandbox_calls
 
 MODES = ("ok", "refuse")
@@ -15,6 +19,14 @@ MODES = ("ok", "refuse")
 
 def bulk(**kwargs) -> HPGamesBulkCancelRewardsOperator:
     return HPGamesBulkCancelRewardsOperator(task_id="cancel", **kwargs)
+
+
+def set_already_cancelled_codes(monkeypatch: pytest.MonkeyPatch, codes: str) -> None:
+    """Give the sandbox's ``hpgames_default`` connection the extra ``already_cancelled_codes``."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_HPGAMES_DEFAULT"])
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HPGAMES_DEFAULT", json.dumps({**conn, "extra": {"already_cancelled_codes": codes}})
+    )
 
 
 def cancel_behind_the_operators_back(ids: list[str]) -> None:
@@ -95,6 +107,51 @@ def test_external_ids_are_reconciled_only_when_read_all_shows_them(
         assert lines[external[1]]["outcome"] == "refused"
         assert "carry no externalId" in lines[external[1]]["message"]
     assert {lines[item]["outcome"] for item in (external[0], external[2], external[3])} == {"cancelled"}
+
+
+def test_already_cancelled_codes_settle_external_ids_readall_cannot_show(
+    hpgames_sandbox, task_context, id_file, monkeypatch
+):
+    """The documented readAll (no externalId) and a vendor refusing cancelled rewards with errorCode 1010: with
+    the code configured, the refused external id is already_cancelled, the rest cancelled, nothing refused."""
+    server, ids = hpgames_sandbox
+    set_already_cancelled_codes(monkeypatch, "1010")
+    external = [f"gen-{item}" for item in ids[:4]]
+    cancel_behind_the_operators_back([ids[1]])
+    server.set_behaviours(already_cancelled="refuse")
+    server.clear_request_log()
+    result = bulk(external_ids_path=id_file(external)).execute(task_context)
+    lines = {line["id"]: line for line in read_results(result["results_path"])}
+    assert {item: line["outcome"] for item, line in lines.items()} == {
+        external[0]: "cancelled",
+        external[1]: "already_cancelled",
+        external[2]: "cancelled",
+        external[3]: "cancelled",
+    }
+    assert (lines[external[1]]["status_code"], lines[external[1]]["vendor_code"]) == (409, "1010")
+    assert (result["refused"], result["already_cancelled"], result["read_backs"]) == (0, 1, 1)
+    # the batch, its first id alone, then the other three halved: [ext1] (refused, settled by code), [ext2, ext3]
+    assert [entry["batch_size"] for entry in sandbox_calls(server, "bulkCancel")] == [4, 1, 1, 2]
+
+
+@pytest.mark.parametrize("codes", ["", "1010"])
+def test_the_single_cancel_of_an_external_id_settles_by_code_without_a_read(
+    hpgames_sandbox, task_context, monkeypatch, codes
+):
+    server, ids = hpgames_sandbox
+    set_already_cancelled_codes(monkeypatch, codes)
+    cancel_behind_the_operators_back([ids[2]])
+    server.set_behaviours(already_cancelled="refuse")
+    server.clear_request_log()
+    task = HPGamesCancelRewardOperator(task_id="cancel_one", external_id=f"gen-{ids[2]}")
+    if not codes:  # readAll shows no externalId: the refusal stands
+        with pytest.raises(RewardsApiError, match="1010"):
+            task.execute(task_context)
+        assert len(sandbox_calls(server, "readAll")) == 1
+        return
+    result = task.execute(task_context)
+    assert (result["already_cancelled"], result["cancelled"], result["requests"]) == (1, 0, 1)
+    assert sandbox_calls(server, "readAll") == []
 
 
 def test_reconcile_refusals_false_keeps_the_refusal(hpgames_sandbox, task_context, id_file):

@@ -73,8 +73,11 @@ class FakeVendor:
                 self.in_flight -= 1
 
     def read_back(self, ids: list[str]) -> ReadBack:
+        """With ``read_back_reason`` (external ids, readAll without ``externalId``) the read shows none of them."""
         self.reads += 1
-        return ReadBack(frozenset(item for item in ids if item in self.cancelled), self.read_back_reason)
+        if self.read_back_reason:
+            return ReadBack(frozenset(), self.read_back_reason)
+        return ReadBack(frozenset(item for item in ids if item in self.cancelled))
 
 
 class Checkpoints:
@@ -190,6 +193,48 @@ def test_the_probe_does_not_stop_on_ids_a_read_back_cannot_vouch_for():
     outcomes = checkpoints.settled[1]
     assert {o.outcome for o in outcomes} == {Outcome.REFUSED}
     assert all("no externalId" in o.message for o in outcomes)
+
+
+def already_cancelled_code(error: Exception) -> bool:
+    """The connection's ``already_cancelled_codes`` set to the fake vendor's code, 1010."""
+    return isinstance(error, RewardsApiError) and error.vendor_code == "1010"
+
+
+def test_a_lost_answer_whose_resend_is_refused_settles_by_the_already_cancelled_code():
+    """External ids, readAll without externalId: the first send was applied and its answer lost, the resend
+    refused whole; split down to single ids, each refused with 1010 is already cancelled, without more reads."""
+    vendor = FakeVendor(cancelled=set(IDS[:4]), read_back_reason="no externalId")
+    checkpoints = Checkpoints()
+    runner = make_runner(vendor, checkpoints, means_already_cancelled=already_cancelled_code)
+    runner.run(IDS[:4])
+    outcomes = checkpoints.settled[1]
+    assert [(o.id, o.outcome) for o in outcomes] == [(item, Outcome.ALREADY_CANCELLED) for item in IDS[:4]]
+    assert all(
+        (o.status_code, o.vendor_code) == (409, "1010") and "already_cancelled_codes" in o.message for o in outcomes
+    )
+    assert vendor.reads == 1  # the batch's one read-back; single ids settle by their code
+    # the batch, its first id alone (the probe), then the other three halved: 1, and 2 refused and split
+    assert [len(sent) for sent in vendor.sent] == [4, 1, 1, 2, 1, 1]
+    assert runner.counts == Counter({Outcome.ALREADY_CANCELLED: 4})
+
+
+def test_only_a_single_id_refusal_settles_by_code_the_rest_is_still_sent():
+    vendor = FakeVendor(cancelled={IDS[5]}, read_back_reason="no externalId")
+    checkpoints = Checkpoints()
+    runner = make_runner(vendor, checkpoints, means_already_cancelled=already_cancelled_code)
+    runner.run(IDS[:10])
+    outcomes = {o.id: o.outcome for o in checkpoints.settled[1]}
+    assert outcomes.pop(IDS[5]) is Outcome.ALREADY_CANCELLED
+    assert set(outcomes.values()) == {Outcome.CANCELLED}
+    assert vendor.cancelled == set(IDS[:10])
+
+
+def test_a_code_not_configured_to_mean_cancelled_stays_refused():
+    vendor = FakeVendor(refuse=lambda ids: api_error(409, "1011", "reward is CLOSED") if IDS[3] in ids else None)
+    checkpoints = Checkpoints()
+    make_runner(vendor, checkpoints, means_already_cancelled=already_cancelled_code).run(IDS[:10])
+    refused = [o for o in checkpoints.settled[1] if o.outcome is not Outcome.CANCELLED]
+    assert refused == [IdOutcome(IDS[3], Outcome.REFUSED, 409, "1011", "reward is CLOSED")]
 
 
 def test_settled_batches_are_skipped_and_their_counts_restored():

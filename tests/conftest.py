@@ -224,3 +224,20 @@ def _fresh_rate_limiters() -> None:
     from airflow_provider_rewards.hooks.rate_limit import reset_sync_limiters
 
     reset_sync_limiters()
+
+
+# -- results.jsonl readers, shared by the operator and record tests (owner: helper "tidy") -----------------
+
+
+def read_results(location: str | Path) -> list[dict[str, Any]]:
+    """The lines of a results.jsonl, given as its path or its display location (``file:///.../results.jsonl``)."""
+    text = Path(str(location).removeprefix("file://")).read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def outcomes_by_id(location: str | Path) -> dict[str, str]:
+    """``{id: outcome}`` of a results.jsonl (see :func:`read_results`), asserting every id appears once."""
+    lines = read_results(location)
+    found = {line["id"]: line["outcome"] for line in lines}
+    assert len(found) == len(lines), "an id appears twice in the results"
+    return found

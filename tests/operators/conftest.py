@@ -10,6 +10,10 @@ import pytest
 from airflow_provider_rewards.hooks.auth import hpgames_signature
 from tests.conftest import HPGAMES_MERCHANT, HPGAMES_SECRET, REWARDS_URL
 
+# Re-exported: the operator tests import the results readers from here.
+from tests.conftest import outcomes_by_id as outcomes_by_id
+from tests.conftest import read_results as read_results
+
 MUTATING_HPGAMES_ACTIONS = ("cancel", "bulkCancel", "bulkCancelByQuery")
 
 
@@ -98,22 +102,6 @@ def id_file(tmp_path):
         return str(path)
 
     return write
-
-
-def read_results(results_path: str) -> list[dict[str, Any]]:
-    """The lines of a results.jsonl given by its display location (``file:///...``)."""
-    from pathlib import Path
-
-    text = Path(results_path.removeprefix("file://")).read_text()
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def outcomes_by_id(results_path: str) -> dict[str, str]:
-    """``{id: outcome}`` of a results file (asserting every id appears once)."""
-    lines = read_results(results_path)
-    found = {line["id"]: line["outcome"] for line in lines}
-    assert len(found) == len(lines), "an id appears twice in the results"
-    return found
 
 
 @pytest.fixture

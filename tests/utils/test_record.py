@@ -21,9 +21,10 @@ from airflow_provider_rewards.utils.record import (
     result_line,
 )
 from airflow_provider_rewards.utils.validation import prepare_id_list
-from tests.conftest import make_uuids
+from tests.conftest import make_uuids, outcomes_by_id, read_results
 
 BATCH = 4
+RESULTS = "results.jsonl"
 IDS = make_uuids(10)  # batches of 4: [0:4], [4:8], [8:10]
 
 
@@ -38,17 +39,6 @@ def manifest_for(ids: list[str] = IDS, size: int = BATCH, **changes: object) -> 
 
 def cancelled(ids: list[str]) -> list[IdOutcome]:
     return [IdOutcome(value, Outcome.CANCELLED) for value in ids]
-
-
-def read_results(root: Path) -> list[dict]:
-    return [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
-
-
-def outcomes_by_id(root: Path) -> dict[str, str]:
-    rows = read_results(root)
-    by_id = {row["id"]: row["outcome"] for row in rows}
-    assert len(by_id) == len(rows), "an id appears twice in results.jsonl"
-    return by_id
 
 
 @pytest.fixture
@@ -73,7 +63,7 @@ def test_a_full_run_records_every_id_once_in_batch_order(record, root):
     location = record.finish(batches_of(), {"requests": 3})
 
     assert location == f"file://{root}/results.jsonl"
-    rows = read_results(root)
+    rows = read_results(root / RESULTS)
     assert [row["id"] for row in rows] == IDS
     assert rows[5] == {
         "id": IDS[5],
@@ -109,14 +99,14 @@ def test_finish_after_a_failure_gives_every_id_exactly_one_outcome(record, root)
 
     record.finish(batches_of(), {"error": "BatchRunFailed"})
 
-    assert outcomes_by_id(root) == {
+    assert outcomes_by_id(root / RESULTS) == {
         **dict.fromkeys(IDS[0:4], "cancelled"),
         IDS[4]: "cancelled",
         IDS[5]: "unconfirmed",
         **dict.fromkeys(IDS[6:10], "not_attempted"),
     }
-    assert read_results(root)[6]["message"] == "the run stopped before this id was settled"
-    assert read_results(root)[8]["message"] is None
+    assert read_results(root / RESULTS)[6]["message"] == "the run stopped before this id was settled"
+    assert read_results(root / RESULTS)[8]["message"] is None
     assert record.counts()[Outcome.NOT_ATTEMPTED] == 4
 
 
@@ -132,8 +122,8 @@ def test_a_resumed_run_skips_settled_batches_and_keeps_their_outcomes(record, ro
     retry.settle_batch(2, cancelled(IDS[4:8]))
     retry.settle_batch(3, cancelled(IDS[8:10]))
     retry.finish(batches_of(), {})
-    assert outcomes_by_id(root) == {**dict.fromkeys(IDS, "cancelled"), IDS[3]: "refused"}
-    assert read_results(root)[3]["message"] == "gone"
+    assert outcomes_by_id(root / RESULTS) == {**dict.fromkeys(IDS, "cancelled"), IDS[3]: "refused"}
+    assert read_results(root / RESULTS)[3]["message"] == "gone"
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["resumed"] is True
     assert manifest["settled_batches_at_start"] == 1
@@ -243,7 +233,10 @@ def test_a_record_of_a_file_source_end_to_end(ids_file, tmp_path):
 
     record.finish(source.batches(3), {})
 
-    assert outcomes_by_id(tmp_path / "out") == {**dict.fromkeys(values[:6], "cancelled"), values[6]: "not_attempted"}
+    assert outcomes_by_id(tmp_path / "out" / RESULTS) == {
+        **dict.fromkeys(values[:6], "cancelled"),
+        values[6]: "not_attempted",
+    }
 
 
 @pytest.mark.parametrize(

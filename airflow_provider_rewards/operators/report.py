@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow.sdk import Context
@@ -46,7 +47,10 @@ NO_EXTERNAL_ID_REASON = (
 
 @dataclass(frozen=True)
 class TeardownTargets:
-    """What a teardown was asked to take back. Reward UUIDs and the configuration id are lowercased."""
+    """What a teardown was asked to take back. Reward UUIDs and the configuration id are lowercased.
+
+    The tuples keep the ids in the order given; membership is checked against frozensets of them
+    (:attr:`reward_id_set`, :attr:`external_id_set`, :attr:`player_id_set`), built once per instance."""
 
     issuance_job_ids: tuple[str, ...] = ()
     reward_ids: tuple[str, ...] = ()
@@ -81,6 +85,21 @@ class TeardownTargets:
             config,
         )
 
+    @cached_property
+    def reward_id_set(self) -> frozenset[str]:
+        """``reward_ids`` for O(1) membership."""
+        return frozenset(self.reward_ids)
+
+    @cached_property
+    def external_id_set(self) -> frozenset[str]:
+        """``external_ids`` for O(1) membership."""
+        return frozenset(self.external_ids)
+
+    @cached_property
+    def player_id_set(self) -> frozenset[str]:
+        """``player_ids`` for O(1) membership."""
+        return frozenset(self.player_ids)
+
     @property
     def empty(self) -> bool:
         return not (self.issuance_job_ids or self.reward_ids or self.external_ids or self.player_ids)
@@ -89,18 +108,24 @@ class TeardownTargets:
         """Whether ``reward`` (a readAll item, or the sandbox's record of one) is one this teardown cancels:
         by its id, by its external id (when the record has one), or as a live reward of a listed player
         that matches the configuration filter."""
-        if str(reward.get("id", "")).lower() in self.reward_ids:
+        if str(reward.get("id", "")).lower() in self.reward_id_set:
             return True
-        if reward.get("externalId") is not None and reward.get("externalId") in self.external_ids:
+        if has_id(reward.get("externalId"), self.external_id_set):
             return True
         return self.targets_by_player(reward)
 
     def targets_by_player(self, reward: Mapping[str, Any]) -> bool:
         """A live reward of a listed player, of the filtered configuration when there is a filter."""
-        if reward.get("playerId") not in self.player_ids or not is_live(reward):
+        if not has_id(reward.get("playerId"), self.player_id_set) or not is_live(reward):
             return False
         config = self.reward_configuration_id
         return config is None or str(reward.get("rewardConfigurationId", "")).lower() == config
+
+
+def has_id(value: object, ids: frozenset[str]) -> bool:
+    """Whether ``value`` (any JSON value of a vendor item) is one of ``ids``: a list, object, number or null
+    never is, and none of them raises (an unhashable value cannot be looked up in a set)."""
+    return isinstance(value, str) and value in ids
 
 
 def is_live(reward: Mapping[str, Any]) -> bool:
@@ -126,10 +151,10 @@ class RewardReadBack:
         if not is_live(reward):
             return
         reward_id = str(reward.get("id", "")).lower()
-        if reward_id in self.targets.reward_ids:
+        if reward_id in self.targets.reward_id_set:
             self.live_ids.add(reward_id)
         if "externalId" in reward:
-            if reward["externalId"] in self.targets.external_ids:
+            if has_id(reward["externalId"], self.targets.external_id_set):
                 self.live_external_ids.add(reward["externalId"])
         else:
             self.live_without_external_id += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_rewards.exceptions import RewardsError
 from airflow_provider_rewards.operators.report import (
     PER_PLAYER_QUERY_LIMIT,
+    RewardReadBack,
     RewardsTeardownReportOperator,
     TeardownTargets,
     cancel_recorded_every_id,
@@ -278,6 +280,49 @@ def test_targeting_rule_shared_with_the_demo():
     assert targets.targets_reward(reward(3, player="p-1"))
     assert not targets.targets_reward(reward(3, player="p-1", status="EXPIRED"))
     assert not targets.targets_reward(reward(3, player="p-2"))
+
+
+class ScanCountingIds(tuple[str, ...]):
+    """Target ids that count every linear scan of themselves: an ``in`` test or an iteration."""
+
+    scans: int
+
+    def __new__(cls, ids: Iterable[str]) -> ScanCountingIds:
+        counted = super().__new__(cls, ids)
+        counted.scans = 0
+        return counted
+
+    def __contains__(self, item: object) -> bool:
+        self.scans += 1
+        return super().__contains__(item)
+
+    def __iter__(self) -> Iterator[str]:
+        self.scans += 1
+        return super().__iter__()
+
+
+def test_read_back_scans_each_target_list_once_however_many_items_come_back():
+    """Membership is a set lookup: 1,000 items cost one pass over each id list, not one pass per item."""
+    every_hundredth = [reward(n)["id"] for n in range(0, 1000, 100)]
+    reward_ids = ScanCountingIds(every_hundredth)
+    external_ids, player_ids = ScanCountingIds(["ext-7"]), ScanCountingIds(["p-3"])
+    targets = TeardownTargets(reward_ids=reward_ids, external_ids=external_ids, player_ids=player_ids)
+    read_back = RewardReadBack(targets)
+
+    for n in range(1000):
+        read_back.observe(reward(n, player=f"p-{n}", externalId=f"ext-{n}"))
+
+    assert read_back.still_live() == sorted([*every_hundredth, "ext-7", f"{reward(3)['id']} (player p-3)"])
+    assert (reward_ids.scans, external_ids.scans, player_ids.scans) == (1, 1, 1)
+
+
+def test_an_unhashable_external_or_player_id_is_no_target_and_does_not_raise():
+    targets = TeardownTargets.parse(external_ids=["ext-1"], player_ids=["p-1"])
+    hostile = reward(1, player={"id": "p-1"}, externalId=["ext-1"])  # type: ignore[arg-type]
+    read_back = RewardReadBack(targets)
+    read_back.observe(hostile)
+    assert not targets.targets_reward(hostile)
+    assert read_back.still_live() == []
 
 
 def test_cancel_summary_records_every_id_only_when_all_were_accepted():

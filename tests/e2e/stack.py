@@ -3,6 +3,7 @@ and triggerer, each started with ``subprocess.Popen`` in its own process group, 
 Any other process (a database, a broker, a Celery worker, a second triggerer) can join the same stack
 (:meth:`AirflowStack.start_process`, :meth:`AirflowStack.start_airflow`), and one can be killed mid-run
 (:meth:`AirflowStack.kill`); ``tests/e2e/distributed/cluster.py`` builds a CeleryExecutor cluster this way.
+:func:`running_stack` is the single-host SQLite deployment most e2e tests use: migrated, started, always stopped.
 
 Every component writes stdout and stderr to its own files under ``logs_dir``. :meth:`AirflowStack.stop`
 always terminates every process group (SIGTERM, a grace period, then SIGKILL; Airflow components before
@@ -20,13 +21,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
 import requests
+from rewards_sandbox.demo import migrate
 
 T = TypeVar("T")
 
@@ -314,3 +316,17 @@ class AirflowStack:
         if done.returncode != 0:
             raise self.fail(f"metadata DB query failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def running_stack(env: Mapping[str, str], port: int, logs_dir: Path) -> Iterator[AirflowStack]:
+    """``airflow db migrate`` on ``env``'s ``AIRFLOW_HOME``, then the four components of :data:`COMPONENTS`
+    (api-server on ``port``, logs under ``logs_dir``). Every component is stopped on exit, whether the body
+    passed or failed, or a component failed to start."""
+    migrate(env)
+    stack = AirflowStack(env, port, logs_dir)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()

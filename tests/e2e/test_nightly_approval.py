@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 import rewards_sandbox as seed
-from rewards_sandbox.demo import Credentials, airflow_env, migrate
+from rewards_sandbox.demo import Credentials, airflow_env
 from rewards_sandbox.testing import job_states, reward_statuses, running_sandbox
 
-from tests.e2e.stack import AirflowStack, Deadline, free_port, stack_settings
+from tests.e2e.stack import AirflowStack, Deadline, free_port, running_stack, stack_settings
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "rewards_nightly_teardown.py"
 DAG_ID = "rewards_nightly_teardown"
@@ -75,13 +75,8 @@ def nightly_stack(tmp_path, sandbox) -> Iterator[AirflowStack]:
         "REWARDS_TEARDOWN_RETRY_DELAY": "1",
     }
     env = airflow_env(home, dags, sandbox.base_url, Credentials.demo(), poll_interval=1, extra=settings)
-    migrate(env)
-    stack = AirflowStack(env, port, tmp_path / "components")
-    try:
-        stack.start()
+    with running_stack(env, port, tmp_path / "components") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 class NightlyRuns:

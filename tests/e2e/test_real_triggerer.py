@@ -32,11 +32,11 @@ from rewards_sandbox import (
     SandboxServer,
     SandboxState,
 )
-from rewards_sandbox.demo import airflow_env, migrate
+from rewards_sandbox.demo import airflow_env
 from rewards_sandbox.testing import job_states, thanx_headers
 
 from tests.e2e.secret_scan import as_text, files_under, find_leaks
-from tests.e2e.stack import AirflowStack, Deadline, free_port, stack_settings
+from tests.e2e.stack import AirflowStack, Deadline, free_port, running_stack, stack_settings
 
 DAGS_FOLDER = Path(__file__).parent / "dags"
 #: Ids of the DAG in DAGS_FOLDER (rewards_e2e_deferred.py); not imported, only Airflow parses that file.
@@ -116,13 +116,8 @@ def airflow_stack(tmp_path, sandbox, planted_credentials, deadline) -> Iterator[
     home = tmp_path / "airflow-home"
     home.mkdir()
     env = airflow_env(home, DAGS_FOLDER, sandbox.base_url, planted_credentials, extra=stack_settings(port))
-    migrate(env)
-    stack = AirflowStack(env, port, tmp_path / "components")
-    try:
-        stack.start()
+    with running_stack(env, port, tmp_path / "components") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def task_instance(stack: AirflowStack) -> dict[str, Any] | None:

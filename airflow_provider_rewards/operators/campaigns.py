@@ -3,7 +3,9 @@
 Discovery:
 - :class:`HPGamesEndedConfigurationsOperator`: reward configurations whose ``endDate`` lies in a window.
 - :class:`ThanxEndedCampaignJobsOperator`: the recorded Thanx issuance jobs (:mod:`~.utils.job_record`) of
-  campaigns whose ``end_at`` lies in the same window (``GET /partner/campaigns/:id`` once per campaign).
+  campaigns whose ``end_at`` lies in the same window (``GET /partner/campaigns/:id`` once per campaign), and
+  those recorded in the window (``recorded_at``) for campaigns that ended before it (see
+  :func:`ended_campaign_jobs`).
 - :class:`HPGamesCancelRewardsOfConfigurationOperator`: snapshot a configuration's live rewards to a file, then
   cancel them through :class:`~.operators.hpgames.HPGamesBulkCancelRewardsOperator`.
 
@@ -567,13 +569,28 @@ def parse_end_at(campaign: Mapping[str, Any]) -> datetime | None:
         raise RewardsError(f"Thanx returned an unreadable end_at for campaign {campaign.get('id')}: {error}") from None
 
 
+def recorded_in(window: Window, recorded_at: datetime) -> bool:
+    """Whether a job reached the record in ``window``: ``recorded_at`` in ``[after, before)``, without the grace
+    period (the grace delays when a campaign counts as ended, not when a line was written)."""
+    return recorded_at < window.before and (window.after is None or recorded_at >= window.after)
+
+
 def ended_campaign_jobs(
     hook: ThanxHook, entries: Sequence[JobRecordEntry], window: Window, merchant_id: str | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(jobs, campaigns)``: the recorded jobs whose campaign ended in ``window``, and every campaign read.
+    """``(jobs, campaigns)``: the recorded jobs to revoke in ``window``, and every campaign read.
+
+    A job is selected when its campaign ended in ``window`` (:meth:`Window.contains`), or when its campaign
+    ended before the window's end and the job was recorded in the window (its ``recorded_at``, see
+    :func:`recorded_in`): a job recorded after its campaign's own window ran is taken by the next run, whose
+    window starts at the last successful run. A job without ``recorded_at`` is selected by the first rule only.
+    Selecting a job twice (two runs, or a record read before and after a retry) is harmless: revoking a job
+    already revoked succeeds (``ThanxRevokeIssuanceJobOperator``'s default ``if_already_revoked="succeed"``).
 
     A job recorded without its campaign is read first (``GET /partner/issuance_jobs/:id``); each distinct
-    campaign is read once (``GET /partner/campaigns/:id``, the only campaign read that covers ended ones)."""
+    campaign is read once (``GET /partner/campaigns/:id``, the only campaign read that covers ended ones), so
+    the late rule costs no request. Each campaign: ``{"id", "end_at", "ended"`` (in the window),
+    ``"late_jobs"`` (its jobs selected by ``recorded_at``)``}``."""
     campaign_of: dict[str, str] = {}
     for entry in entries:
         if entry.campaign_id is not None:
@@ -584,30 +601,60 @@ def ended_campaign_jobs(
                 job.get("campaign_id"), f"job {entry.issuance_job_id} campaign_id"
             )
     campaigns: dict[str, dict[str, Any]] = {}
+    ended_by_now: set[str] = set()  # campaigns that count as ended at the window's end, in it or before it
     for campaign_id in dict.fromkeys(campaign_of.values()):
         end = parse_end_at(hook.get_campaign(campaign_id))
         campaigns[campaign_id] = {
             "id": campaign_id,
             "end_at": iso(end),
             "ended": end is not None and window.contains(end),
+            "late_jobs": 0,
         }
-    jobs = [
-        {
-            "issuance_job_id": entry.issuance_job_id,
-            "campaign_id": campaign_of[entry.issuance_job_id],
-            "merchant_id": entry.merchant_id or merchant_id,
-        }
-        for entry in entries
-        if campaigns[campaign_of[entry.issuance_job_id]]["ended"]
-    ]
+        if end is not None and end < window.before - window.grace:
+            ended_by_now.add(campaign_id)
+    jobs: list[dict[str, Any]] = []
+    for entry in entries:
+        campaign = campaigns[campaign_of[entry.issuance_job_id]]
+        late = (
+            not campaign["ended"]
+            and campaign["id"] in ended_by_now
+            and entry.recorded_at is not None
+            and recorded_in(window, entry.recorded_at)
+        )
+        if campaign["ended"] or late:
+            campaign["late_jobs"] += late
+            jobs.append(
+                {
+                    "issuance_job_id": entry.issuance_job_id,
+                    "campaign_id": campaign["id"],
+                    "merchant_id": entry.merchant_id or merchant_id,
+                }
+            )
     return jobs, list(campaigns.values())
 
 
+def describe_selection(
+    entries: Sequence[JobRecordEntry], jobs: Sequence[Mapping[str, Any]], campaigns: Sequence[Mapping[str, Any]]
+) -> str:
+    """The log line of a selection (:func:`ended_campaign_jobs`): how many jobs each rule took, and how many
+    jobs carry no ``recorded_at`` (those are taken only when their campaign ends in a window)."""
+    late = sum(c["late_jobs"] for c in campaigns)
+    undated = sum(entry.recorded_at is None for entry in entries)
+    return (
+        f"{len(jobs)} of {len(entries)} recorded job(s) selected: {len(jobs) - late} of the "
+        f"{sum(c['ended'] for c in campaigns)} campaign(s) that ended in the window, {late} recorded in the window "
+        f"(recorded_at) for campaigns that ended before it; {undated} job(s) have no recorded_at and are selected "
+        "only when their campaign ends in a run's window"
+    )
+
+
 class ThanxEndedCampaignJobsOperator(_EndedWindowOperator):
-    """The recorded Thanx issuance jobs whose campaign ended in the run's window (read only).
+    """The recorded Thanx issuance jobs whose campaign ended in the run's window, and those recorded in the
+    window (``recorded_at``) for campaigns that ended before it (read only; see :func:`ended_campaign_jobs`).
+    Jobs recorded without ``recorded_at`` are selected only when their campaign ends in the window.
 
     :param job_record: the record the issuing process writes (templated): a URI, ObjectStoragePath or Asset;
-        one job id per line or JSON Lines with ``issuance_job_id`` and ``campaign_id`` (see
+        one job id per line or JSON Lines with ``issuance_job_id``, ``campaign_id`` and ``recorded_at`` (see
         :mod:`~airflow_provider_rewards.utils.job_record`).
     :param ended_before: the window's cut-off, as :class:`HPGamesEndedConfigurationsOperator` takes it (templated).
     :param ended_after: the window's lower bound, likewise (templated).
@@ -644,13 +691,7 @@ class ThanxEndedCampaignJobsOperator(_EndedWindowOperator):
         merchant = None if self.merchant_id in (None, *NULL_TEXT) else self.merchant_id
         with ThanxHook(self.thanx_conn_id) as hook:
             jobs, campaigns = ended_campaign_jobs(hook, entries, window, merchant)
-        self.log.info(
-            "%d of %d recorded job(s) belong to the %d campaign(s) that ended %s",
-            len(jobs),
-            len(entries),
-            sum(c["ended"] for c in campaigns),
-            window.describe(),
-        )
+        self.log.info("Window %s: %s", window.describe(), describe_selection(entries, jobs, campaigns))
         return jobs
 
 
@@ -662,9 +703,10 @@ class RewardsTeardownPlanOperator(HPGamesEndedConfigurationsOperator):
 
     Finds the configurations ended in the window (see :class:`HPGamesEndedConfigurationsOperator`), snapshots
     their live rewards, and (with ``job_record``) selects the recorded Thanx jobs of campaigns ended in the same
-    window. Writes ``<record_root>/<dag_id>/<run_id>/``: ``hpgames_reward_ids.jsonl``,
-    ``thanx_issuance_jobs.jsonl`` and ``plan.json`` (window, configurations, campaigns, counts, files). Sends
-    nothing that changes state.
+    window and those recorded in it for campaigns ended before it (:func:`ended_campaign_jobs`; jobs without
+    ``recorded_at`` only by the first rule), the very list the teardown then revokes. Writes
+    ``<record_root>/<dag_id>/<run_id>/``: ``hpgames_reward_ids.jsonl``, ``thanx_issuance_jobs.jsonl`` and
+    ``plan.json`` (window, configurations, campaigns, counts, files). Sends nothing that changes state.
 
     :param record_root: where plans and records go (templated; URI or ObjectStoragePath). Required.
     :param job_record: the Thanx job record (templated; none: no Thanx part).
@@ -745,6 +787,7 @@ class RewardsTeardownPlanOperator(HPGamesEndedConfigurationsOperator):
             merchant = None if self.thanx_merchant_id in (None, *NULL_TEXT) else self.thanx_merchant_id
             with ThanxHook(self.thanx_conn_id) as thanx:
                 jobs, campaigns = ended_campaign_jobs(thanx, entries, window, merchant)
+            self.log.info("Thanx: %s", describe_selection(entries, jobs, campaigns))
         else:
             self.log.info("No job_record given: no Thanx jobs are planned")
         _write_text(thanx_file, "".join(json.dumps(job, separators=(",", ":")) + "\n" for job in jobs))
@@ -787,7 +830,7 @@ class RewardsTeardownPlanOperator(HPGamesEndedConfigurationsOperator):
                 rewards,
                 len(configurations),
                 len(jobs),
-                sum(c["ended"] for c in campaigns),
+                sum(c["ended"] or c["late_jobs"] > 0 for c in campaigns),
             )
         return {
             "plan_path": display_location(plan_path),
@@ -797,7 +840,7 @@ class RewardsTeardownPlanOperator(HPGamesEndedConfigurationsOperator):
             "total": total,
             "sample": sample,
             "configurations": configurations[:XCOM_LIST_LIMIT],
-            "campaigns": [c for c in campaigns if c["ended"]][:XCOM_LIST_LIMIT],
+            "campaigns": [c for c in campaigns if c["ended"] or c["late_jobs"]][:XCOM_LIST_LIMIT],
             "files": plan["files"],
             "fingerprints": plan["fingerprints"],
             "dry_run": dry_run,

@@ -97,6 +97,31 @@ def job_record(tmp_path) -> str:
     return f"file://{path}"
 
 
+#: A night two windows after the demo campaign's end (the windows being nights): its window is [SECOND, LATE_NIGHT).
+SECOND_NIGHT, LATE_NIGHT = NIGHT + timedelta(days=1), NIGHT + timedelta(days=2)
+
+
+@pytest.fixture
+def late_record(tmp_path):
+    """``late_record(recorded_at)``: a record whose first ended job carries ``recorded_at`` (ISO text, or None
+    for none), the second was recorded the night its campaign ended, and the running campaign's job in this
+    window; returns its ``file://`` URI."""
+
+    def write(recorded_at: str | None) -> str:
+        lines = [
+            {"issuance_job_id": ENDED_JOBS[0], "campaign_id": seed.DEMO_THANX_ENDED_CAMPAIGN_ID},
+            {"issuance_job_id": ENDED_JOBS[1], "recorded_at": "2025-08-31T23:00:00Z"},
+            {"issuance_job_id": seed.DEMO_THANX_UNTOUCHED_JOB_ID, "recorded_at": "2025-09-02T12:00:00Z"},
+        ]
+        if recorded_at is not None:
+            lines[0]["recorded_at"] = recorded_at
+        path = tmp_path / "late-jobs.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return f"file://{path}"
+
+    return write
+
+
 def live_of(server) -> set[str]:
     return {rid for rid, status in reward_statuses(server.snapshot()).items() if status == "IN_PROGRESS"}
 
@@ -254,6 +279,40 @@ def test_recorded_jobs_of_ended_campaigns_read_each_campaign_once(sandbox, run_c
     assert calls(sandbox, "/revoke") == []
 
 
+@pytest.mark.parametrize(
+    ("recorded_at", "selected"),
+    [
+        ("2025-09-02T12:00:00Z", True),  # recorded late: two windows after its campaign ended
+        ("2025-09-02T00:00:00Z", True),  # the window's start is in it
+        ("2025-09-01T23:59:59.999Z", False),  # recorded before the window: the previous run's business
+        ("2025-09-03T00:00:00Z", False),  # the window's end is not in it (the next run's)
+        (None, False),  # no recorded_at: only the campaign's own window selects it
+    ],
+)
+def test_a_job_recorded_late_is_selected_by_the_run_whose_window_holds_its_recorded_at(
+    sandbox, run_context, late_record, logs, recorded_at, selected
+):
+    context = run_context(LATE_NIGHT, prev_data_interval_end_success=SECOND_NIGHT)
+    jobs = ThanxEndedCampaignJobsOperator(task_id="jobs", job_record=late_record(recorded_at)).execute(context)
+    expected = [ENDED_JOBS[0]] if selected else []
+    assert [job["issuance_job_id"] for job in jobs] == expected
+    said = logs()
+    assert f"{len(expected)} of 3 recorded job(s) selected: 0 of the 0 campaign(s)" in said
+    assert f"{len(expected)} recorded in the window (recorded_at)" in said
+    assert f"{int(recorded_at is None)} job(s) have no recorded_at" in said
+    assert calls(sandbox, "/revoke") == []
+
+
+def test_a_grace_period_delays_the_campaign_not_the_recorded_at(sandbox, run_context, late_record):
+    """Ended = end_at + grace: a campaign still within its grace at the window's end is not taken late."""
+    context = run_context(LATE_NIGHT, prev_data_interval_end_success=SECOND_NIGHT)
+    record = late_record("2025-09-02T12:00:00Z")
+    within_grace = ThanxEndedCampaignJobsOperator(task_id="jobs", job_record=record, grace_period=3 * 86400)
+    assert within_grace.execute(context) == []
+    past_grace = ThanxEndedCampaignJobsOperator(task_id="jobs", job_record=record, grace_period=86400)
+    assert [job["issuance_job_id"] for job in past_grace.execute(context)] == ENDED_JOBS[:1]
+
+
 # ---------------------------------------------------------------------------------------------
 # The plan and the teardown from it
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +335,22 @@ def test_plan_writes_every_target_and_changes_nothing(sandbox, run_context, tmp_
     assert set(ids_in(reward_file)) == ENDED_REWARDS
     assert sandbox.snapshot()["hpgames"] == before["hpgames"]
     assert job_states(sandbox.snapshot()) == job_states(before)
+
+
+def test_the_plan_lists_a_late_job_and_the_teardown_revokes_exactly_the_plan(
+    sandbox, run_context, tmp_path, late_record
+):
+    context = run_context(LATE_NIGHT, prev_data_interval_end_success=SECOND_NIGHT)
+    plan = plan_operator(tmp_path, late_record("2025-09-02T12:00:00Z")).execute(context)
+    assert plan["counts"]["thanx"] == {"issuance_job_ids": 1}
+    assert plan["sample"]["thanx.issuance_job_ids"] == ENDED_JOBS[:1]
+    (campaign,) = plan["campaigns"]  # shown on the approval screen although it ended two windows ago
+    assert (campaign["id"], campaign["ended"], campaign["late_jobs"]) == (seed.DEMO_THANX_ENDED_CAMPAIGN_ID, False, 1)
+    planned = ThanxPlannedJobsOperator(
+        task_id="jobs", plan_path=plan["plan_path"], expected_fingerprint=plan["fingerprints"]["thanx_issuance_jobs"]
+    )
+    assert planned.execute(context) == [{"issuance_job_id": ENDED_JOBS[0], "merchant_id": None}]
+    assert calls(sandbox, "/revoke") == []
 
 
 def test_plan_with_nothing_ended_says_so(sandbox, run_context, tmp_path, job_record):

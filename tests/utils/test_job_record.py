@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import json
+from datetime import UTC, datetime
 
 import pytest
 from airflow.sdk import Asset, ObjectStoragePath
@@ -12,6 +14,7 @@ from airflow_provider_rewards.utils.job_record import (
     JobRecordEntry,
     append_job_record,
     display_location,
+    parse_recorded_at,
     read_job_record,
     record_path,
 )
@@ -73,6 +76,43 @@ def test_a_bad_line_is_named_with_its_file_and_number(record, text, line, says):
     assert says in str(raised.value)
 
 
+def test_recorded_at_is_read_as_iso_with_an_offset_or_epoch_ms_and_the_latest_line_wins(record):
+    uri = record(
+        '{"issuance_job_id": "job_a", "campaign_id": "camp_1", "recorded_at": "2025-09-02T05:04:05+02:00"}\n'
+        '{"issuance_job_id": "job_b", "campaign_id": "camp_1", "recorded_at": 1756782245000}\n'
+        '{"issuance_job_id": "job_a", "recorded_at": "2025-09-03T00:00:00Z"}\njob_b\njob_c\n'
+    )
+    assert [(e.issuance_job_id, e.recorded_at) for e in read_job_record(uri)] == [
+        ("job_a", datetime(2025, 9, 3, tzinfo=UTC)),
+        ("job_b", datetime(2025, 9, 2, 3, 4, 5, tzinfo=UTC)),
+        ("job_c", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ('"2025-09-02T03:04:05"', "has no offset"),
+        ('"yesterday"', "is not ISO 8601"),
+        ("1756782245", r"out of range \(epoch seconds\? multiply by 1000\)"),
+        ("true", "must be text or an integer, got bool"),
+        ("1756782245000.5", "must be text or an integer, got float"),
+    ],
+)
+def test_a_bad_recorded_at_names_the_line_and_the_fix(record, value, says):
+    uri = record(f'job_a\n{{"issuance_job_id": "job_b", "recorded_at": {value}}}\n')
+    with pytest.raises(RewardsInputError, match=says) as raised:
+        read_job_record(uri)
+    assert f"{uri} line 2: recorded_at" in str(raised.value)
+    assert "write ISO 8601 with an offset" in str(raised.value)
+
+
+def test_parse_recorded_at_gives_utc():
+    assert parse_recorded_at("2025-09-02T05:04:05.250+02:00") == datetime(2025, 9, 2, 3, 4, 5, 250000, tzinfo=UTC)
+    assert parse_recorded_at("2025-09-02T03:04:05Z").tzinfo is UTC
+    assert parse_recorded_at(1756782245250).tzinfo is UTC
+
+
 def test_a_missing_record_is_an_error_not_an_empty_one(tmp_path):
     with pytest.raises(RewardsInputError, match="does not exist; point it at the file the issuing process writes"):
         read_job_record(f"file://{tmp_path}/never-written.jsonl")
@@ -100,15 +140,21 @@ def test_display_location_drops_the_connection_id():
     assert display_location(ObjectStoragePath("file://my_conn@/tmp/jobs.jsonl")) == "file:///tmp/jobs.jsonl"
 
 
-def test_append_writes_one_json_line_per_job_that_reads_back(tmp_path):
+def test_append_writes_one_json_line_per_job_stamped_when_written_that_reads_back(tmp_path):
     uri = f"file://{tmp_path}/nested/jobs.jsonl"
+    start = datetime.now(UTC).replace(microsecond=0)
     append_job_record(uri, "job_a", "camp_1")
     append_job_record(uri, "job_b", "camp_1", merchant_id="m1")
-    assert (tmp_path / "nested/jobs.jsonl").read_text().splitlines() == [
-        '{"issuance_job_id":"job_a","campaign_id":"camp_1"}',
-        '{"issuance_job_id":"job_b","campaign_id":"camp_1","merchant_id":"m1"}',
+    end = datetime.now(UTC)
+    lines = [json.loads(line) for line in (tmp_path / "nested/jobs.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in line.items() if k != "recorded_at"} for line in lines] == [
+        {"issuance_job_id": "job_a", "campaign_id": "camp_1"},
+        {"issuance_job_id": "job_b", "campaign_id": "camp_1", "merchant_id": "m1"},
     ]
-    assert [e.campaign_id for e in read_job_record(uri)] == ["camp_1", "camp_1"]
+    assert all(line["recorded_at"].endswith("Z") for line in lines)
+    entries = read_job_record(uri)
+    assert [e.campaign_id for e in entries] == ["camp_1", "camp_1"]
+    assert all(e.recorded_at is not None and start <= e.recorded_at <= end for e in entries)
 
 
 def test_append_validates_before_writing(tmp_path):

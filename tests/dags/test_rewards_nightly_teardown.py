@@ -4,10 +4,11 @@ The sandbox's clock is moved past the demo's ended configuration and campaign (b
 One fresh metadata database for this module, so "the last successful run" is only what these tests ran.
 Sequence: a dry run on the first night, then the real run an hour later, then the next night:
 - the dry run changes nothing and its plan lists exactly what the real run then tears down;
-- the real run cancels exactly the ended configuration's live rewards and revokes exactly the recorded jobs of
-  the ended campaign (the record also holds a job of a running campaign), and nothing else changes; its 4
-  targets are at the threshold it is given (4), so no approval is asked;
-- the next night nothing has ended since: the run succeeds, says so, and changes nothing.
+- the real run cancels exactly the ended configuration's live rewards and revokes exactly the recorded job of
+  the ended campaign (the record also holds a job of a running campaign), and nothing else changes; its 3
+  targets are at the threshold it is given (3), so no approval is asked;
+- then the issuing process records the ended campaign's second job late (``recorded_at`` after the real run):
+  the next night, although nothing has ended since, plans and revokes exactly that job and changes nothing else.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ DAG_ID = "rewards_nightly_teardown"
 FIRST_NIGHT = "2025-09-01T00:00:00+00:00"
 AN_HOUR_LATER = "2025-09-01T01:00:00+00:00"
 NEXT_NIGHT = "2025-09-02T00:00:00+00:00"
+RECORDED_LATE = "2025-09-01T12:00:00Z"  # in the next night's window, after its campaign's window ran
 APPROVAL_REQUESTS_QUERY = """
 from sqlalchemy import func, select
 from airflow.models.hitl import HITLDetail
@@ -51,13 +53,14 @@ def nightly_home(tmp_path_factory) -> Path:
 @pytest.fixture
 def nightly(nightly_home, sandbox, tmp_path):
     """``nightly(logical_date, conf=None)`` runs the DAG once; returns ``(succeeded, output, run_id)``.
-    Records go under ``tmp_path/records``; the Thanx job record holds the ended campaign's two jobs (one with
-    its campaign, one bare) and a job of the running campaign."""
+    Records go under ``tmp_path/records``; the Thanx job record holds the ended campaign's first job and a job of
+    the running campaign (bare); ``run.record_late()`` appends the ended campaign's second job, without its
+    campaign, recorded at ``RECORDED_LATE``."""
     record = tmp_path / "thanx-jobs.jsonl"
     ended_1, ended_2 = seed.DEMO_THANX_ENDED_CAMPAIGN_JOB_IDS
     record.write_text(
         json.dumps({"issuance_job_id": ended_1, "campaign_id": seed.DEMO_THANX_ENDED_CAMPAIGN_ID})
-        + f"\n{ended_2}\n{seed.DEMO_THANX_UNTOUCHED_JOB_ID}\n"
+        + f"\n{seed.DEMO_THANX_UNTOUCHED_JOB_ID}\n"
     )
     sandbox.clock.set_ms(SANDBOX_NOW_MS)
     env = airflow_env(
@@ -88,6 +91,9 @@ def nightly(nightly_home, sandbox, tmp_path):
         ).stdout.split()[-1]
     )
     run.records = tmp_path / "records" / DAG_ID
+    run.record_late = lambda: record.write_text(
+        record.read_text() + json.dumps({"issuance_job_id": ended_2, "recorded_at": RECORDED_LATE}) + "\n"
+    )
     return run
 
 
@@ -115,20 +121,18 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, st
     return rewards, jobs
 
 
-def test_two_nights_tear_down_exactly_what_ended_once(nightly, sandbox):
+def test_two_nights_tear_down_exactly_what_ended_once_and_a_job_recorded_late(nightly, sandbox):
     start = sandbox.snapshot()
+    ended_1, ended_2 = seed.DEMO_THANX_ENDED_CAMPAIGN_JOB_IDS
 
     ok, output, dry_run_id = nightly(FIRST_NIGHT, {"dry_run": True})
     assert ok, output[-5000:]
     assert changes(start, sandbox.snapshot()) == ({}, {}), "the dry run changed the sandbox"
     dry_plan = plan_of(nightly.records, dry_run_id)
     assert dry_plan["dry_run"] is True
-    assert planned_ids(dry_plan) == (
-        set(seed.DEMO_HPGAMES_ENDED_CONFIG_REWARD_IDS),
-        set(seed.DEMO_THANX_ENDED_CAMPAIGN_JOB_IDS),
-    )
+    assert planned_ids(dry_plan) == (set(seed.DEMO_HPGAMES_ENDED_CONFIG_REWARD_IDS), {ended_1})
 
-    ok, output, run_id = nightly(AN_HOUR_LATER, {"approval_threshold": 4})
+    ok, output, run_id = nightly(AN_HOUR_LATER, {"approval_threshold": 3})
     assert ok, output[-5000:]
     plan = plan_of(nightly.records, run_id)
     assert plan["window"]["ended_after"] == dry_plan["window"]["ended_after"], "the dry run moved the window's start"
@@ -138,19 +142,21 @@ def test_two_nights_tear_down_exactly_what_ended_once(nightly, sandbox):
     assert jobs == dict.fromkeys(planned_jobs, "revoked"), "not exactly the dry run's jobs"
     states = nightly.states(run_id)
     assert states["approve_teardown"] == ["success"]
-    assert nightly.approval_requests() == 0, "an approval was asked at the threshold (4 targets, threshold 4)"
-    assert "4 target(s), at or below the approval threshold 4: no approval needed" in output
-    assert states["wait_until_revoked"] == ["success", "success"]
+    assert nightly.approval_requests() == 0, "an approval was asked at the threshold (3 targets, threshold 3)"
+    assert "3 target(s), at or below the approval threshold 3: no approval needed" in output
+    assert states["wait_until_revoked"] == ["success"]
     report = written(nightly.records, run_id, "report.json")
     assert report["hpgames"]["cancelled"] == 2
-    assert sorted(job["state"] for job in report["thanx"]["waited"]) == ["revoked", "revoked"]
+    assert [job["state"] for job in report["thanx"]["waited"]] == ["revoked"]
 
     after_first = sandbox.snapshot()
+    nightly.record_late()
     ok, output, next_id = nightly(NEXT_NIGHT)
     assert ok, output[-5000:]
-    assert changes(after_first, sandbox.snapshot()) == ({}, {})
+    assert changes(after_first, sandbox.snapshot()) == ({}, {ended_2: "revoked"}), "not exactly the late job"
     next_plan = plan_of(nightly.records, next_id)
-    assert (next_plan["total"], next_plan["window"]["ended_after"]) == (0, "2025-09-01T01:00:00Z")
-    assert "nothing to tear down" in output
+    assert (next_plan["total"], next_plan["window"]["ended_after"]) == (1, "2025-09-01T01:00:00Z")
+    assert planned_ids(next_plan) == (set(), {ended_2})
+    assert "1 recorded in the window (recorded_at) for campaigns that ended before it" in output
     mutating = [e for e in sandbox.request_log() if e["path"].endswith(("/revoke", "/bulkCancel", "/cancel"))]
-    assert len(mutating) == 3, mutating  # one bulkCancel and two revokes, all in the real run
+    assert len(mutating) == 3, mutating  # one bulkCancel and a revoke in the real run, the late job's revoke

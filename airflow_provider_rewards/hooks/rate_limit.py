@@ -70,20 +70,38 @@ MIN_POOL_SIZE, MAX_POOL_SIZE = 4, 8
 MAX_PENALTY = 86_400.0
 
 
+class CredentialPaused(Exception):
+    """A caller would have to wait out more of a 429 pause than it allows (:meth:`RateArithmetic.reserve`)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"the credential is paused for another {seconds:.1f}s after a 429")
+
+
 class RateArithmetic:
-    """Token bucket (capacity 1), sliding window and 429 pause: may a request go now, else how long to wait."""
+    """Token bucket (capacity 1), sliding window and 429 pause: may a request go now, else how long to wait.
+
+    The one 429 rule of both limiters: :meth:`penalize` pauses every caller of the credential (the
+    transports call it on each 429, with its ``Retry-After`` or backoff delay), and :meth:`reserve`
+    grants nothing until that pause is over.
+    """
 
     def __init__(self, budget: RateBudget, clock: Clock = time.monotonic) -> None:
         self.budget, self.clock, self._lock = budget, clock, threading.Lock()
         self._next_slot = self._paused_until = -math.inf
         self._grants: deque[float] = deque()
 
-    def reserve(self) -> tuple[float, float]:
-        """``(0.0, now)`` after recording a grant at ``now``; else ``(seconds to wait, now)``. Thread-safe."""
+    def reserve(self, max_pause: float = math.inf) -> tuple[float, float]:
+        """``(0.0, now)`` after recording a grant at ``now``; else ``(seconds to wait, now)``. Thread-safe.
+
+        Raises :class:`CredentialPaused` (nothing granted) when the 429 pause has more than ``max_pause`` left.
+        """
         b, window = self.budget, self.budget.window_seconds
         limit = max(1, b.max_requests_per_window // b.triggerer_count) if b.max_requests_per_window and window else 0
         with self._lock:
             now = self.clock()
+            if self._paused_until - now > max_pause:
+                raise CredentialPaused(self._paused_until - now)
             wait = max(self._paused_until - now, self._next_slot - now, 0.0)
             while self._grants and (not limit or self._grants[0] <= now - window):
                 self._grants.popleft()
@@ -115,13 +133,21 @@ class RateArithmetic:
 
 
 class SyncRateLimiter(RateArithmetic):
-    """Thread-safe limiter for the synchronous transport; threads are not ordered among themselves."""
+    """Thread-safe limiter for the synchronous transport; threads are not ordered among themselves.
+
+    A 429 pause (:meth:`penalize`) holds back every thread of the process on this credential, not only
+    the one that got the 429.
+    """
 
     sleep: Callable[[float], None] = staticmethod(time.sleep)
 
-    def acquire(self) -> None:
-        """Block until this thread may send one request."""
-        while wait := self.reserve()[0]:
+    def acquire(self, max_pause: float = math.inf) -> None:
+        """Block until this thread may send one request, a 429 pause of the credential included.
+
+        Raises :class:`CredentialPaused`, holding no grant, rather than wait out more than ``max_pause``
+        seconds of a pause (checked after every wait, so a pause another thread extends meanwhile counts).
+        """
+        while wait := self.reserve(max_pause)[0]:
             self.sleep(wait)
 
 

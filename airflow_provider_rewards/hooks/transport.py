@@ -10,7 +10,9 @@ and the decisions of :meth:`_RetryingTransport._delay_after` (what a response me
 :meth:`_RetryingTransport._delay_or_raise` (retry or fail). A 2xx/3xx whose JSON body carries a
 non-zero ``errorCode`` (HPGames' way of refusing) is a refusal like a 4xx: raised, never retried
 (no HPGames code is documented as transient). Given a limiter (``hooks/rate_limit.py``), each attempt
-first waits its turn in the credential's budget; every 429 counts in ``throttle_count``.
+first waits its turn in the credential's budget, and a 429 pauses that credential for its ``Retry-After``
+(or the backoff delay) for every caller of the limiter, sync and async alike; every 429 counts in
+``throttle_count``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ import httpx
 import requests
 
 from airflow_provider_rewards.exceptions import RewardsApiError, RewardsConnectionConfigError, RewardsInputError
-from airflow_provider_rewards.hooks.rate_limit import MAX_PENALTY, AsyncRateLimiter, SyncRateLimiter
+from airflow_provider_rewards.hooks.rate_limit import (
+    MAX_PENALTY,
+    AsyncRateLimiter,
+    CredentialPaused,
+    RateArithmetic,
+    SyncRateLimiter,
+)
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 TOO_MANY_REQUESTS = 429
@@ -257,7 +265,9 @@ def vendor_error(body: str) -> tuple[str | None, str | None]:
 
 
 class _RetryingTransport:
-    """What the sync and async transports share: settings, auth, error building and retry decisions."""
+    """What the sync and async transports share: settings, auth, error building, retry decisions, the 429 pause."""
+
+    limiter: RateArithmetic | None
 
     def __init__(
         self,
@@ -265,11 +275,13 @@ class _RetryingTransport:
         base_url: str,
         auth: Any,
         settings: TransportSettings,
+        limiter: RateArithmetic | None = None,
     ) -> None:
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.settings = settings
+        self.limiter = limiter
         self._secrets: tuple[str, ...] = getattr(auth, "secrets", ())
         #: Every 429 answer seen by this transport, retried or not.
         self.throttle_count = 0
@@ -331,7 +343,13 @@ class _RetryingTransport:
         return delay
 
     def _throttled(self, seconds: float) -> None:
-        """A 429 asked for (or backs off by) ``seconds``; the async transport pauses the whole credential."""
+        """A 429 asked for (or backs off by) ``seconds``: pause every caller of the credential's limiter.
+
+        Called even when this request will not be retried (retries spent, ``Retry-After`` too long), so the
+        other callers do not send into the throttle either. Without a limiter (no budget) nothing is paused.
+        """
+        if self.limiter is not None:
+            self.limiter.penalize(seconds)
 
     def _delay_after(
         self,
@@ -391,9 +409,14 @@ class Transport(_RetryingTransport):
     ``verify`` is resolved once by :func:`resolve_ca_bundle` and passed to every request, so an
     explicit connection value wins over ``REQUESTS_CA_BUNDLE`` (requests alone would let it override).
     With a ``limiter`` (the process's one for the credential), every attempt first waits for its
-    turn; a 429 only delays this thread's own retry (the sync limiter is not paused: one worker
-    process rarely runs two calls of one credential at once).
+    turn, and a 429 pauses the credential for its ``Retry-After`` (or the backoff delay): every hook
+    and thread of that credential in the process waits until the pause ends before its next request.
+    A call that would have to wait out more of a pause than ``retry_after_max`` fails at once, unsent,
+    with a 429 :class:`RewardsApiError` (as the request that got that ``Retry-After`` does). Without a
+    limiter (budget 0), a 429 only delays this request's own retry.
     """
+
+    limiter: SyncRateLimiter | None
 
     sleep: Callable[[float], None] = staticmethod(time.sleep)
 
@@ -407,10 +430,9 @@ class Transport(_RetryingTransport):
         verify: bool | str | None = None,
         limiter: SyncRateLimiter | None = None,
     ) -> None:
-        super().__init__(vendor, base_url, auth, settings)
+        super().__init__(vendor, base_url, auth, settings, limiter)
         self.session = session or requests.Session()
         self.verify = resolve_ca_bundle(verify)
-        self.limiter = limiter
 
     def request(
         self,
@@ -437,7 +459,7 @@ class Transport(_RetryingTransport):
         while True:
             attempt += 1
             if self.limiter is not None:
-                self.limiter.acquire()
+                self._acquire(self.limiter, method, path, attempt)
             try:
                 response = self.session.request(
                     method,
@@ -462,6 +484,14 @@ class Transport(_RetryingTransport):
                     return response
                 response.close()
             self.sleep(delay)
+
+    def _acquire(self, limiter: SyncRateLimiter, method: str, path: str, attempt: int) -> None:
+        """Wait for this attempt's turn; raise a 429 error, unsent, if the pause outlasts ``retry_after_max``."""
+        try:
+            limiter.acquire(max_pause=self.settings.retry_after_max)
+        except CredentialPaused as paused:
+            body = f"not sent: {paused}, longer than retry_after_max ({self.settings.retry_after_max:g}s)"
+            raise self.api_error(method, path, TOO_MANY_REQUESTS, body, attempt - 1) from None
 
     def request_json(
         self,
@@ -488,6 +518,7 @@ class AsyncTransport(_RetryingTransport):
     """
 
     sleep: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
+    limiter: AsyncRateLimiter | None
 
     def __init__(
         self,
@@ -498,13 +529,8 @@ class AsyncTransport(_RetryingTransport):
         client: httpx.AsyncClient,
         limiter: AsyncRateLimiter | None = None,
     ) -> None:
-        super().__init__(vendor, base_url, auth, settings)
+        super().__init__(vendor, base_url, auth, settings, limiter)
         self.client = client
-        self.limiter = limiter
-
-    def _throttled(self, seconds: float) -> None:
-        if self.limiter is not None:
-            self.limiter.penalize(seconds)
 
     async def _send(
         self, method: str, url: str, params: Mapping[str, str] | None, timeout: httpx.Timeout

@@ -13,6 +13,7 @@ from airflow_provider_rewards.exceptions import RewardsConnectionConfigError
 from airflow_provider_rewards.hooks import rate_limit
 from airflow_provider_rewards.hooks.rate_limit import (
     AsyncRateLimiter,
+    CredentialPaused,
     RateBudget,
     SyncRateLimiter,
     credential_key,
@@ -125,6 +126,41 @@ def test_sync_limiter_spaces_requests_from_several_threads():
     assert len(grants) == 20
     assert min(b - a for a, b in itertools.pairwise(grants)) >= 0.005 - 1e-6
     assert time.monotonic() - start >= 19 * 0.005
+
+
+def test_a_pause_longer_than_the_caller_allows_raises_and_grants_nothing():
+    clock = FakeClock()
+    limiter = SyncRateLimiter(RateBudget(max_requests_per_second=2, max_requests_per_window=0), clock=clock)
+    limiter.sleep = clock.sleep
+    limiter.penalize(3)
+    with pytest.raises(CredentialPaused, match=r"paused for another 3\.0s after a 429") as info:
+        limiter.acquire(max_pause=2)
+    assert info.value.seconds == 3
+    assert (clock.now, list(limiter._grants)) == (100.0, [])  # neither waited nor granted
+    limiter.acquire(max_pause=3)  # a pause within what the caller allows is waited out
+    assert clock.now == 103.0
+
+
+@pytest.mark.parametrize(("max_pause", "granted_at"), [(math.inf, 105.0), (3.0, None)])
+def test_a_pause_another_thread_sets_while_this_one_waits_is_honoured(max_pause, granted_at):
+    """The fake clock moves only in sleeps, so the clock after ``acquire`` is the grant's time."""
+    clock = FakeClock()
+    limiter = SyncRateLimiter(RateBudget(max_requests_per_second=1, max_requests_per_window=0), clock=clock)
+
+    def sleep_while_another_thread_gets_a_429(seconds: float) -> None:
+        if not limiter.paused_for():
+            limiter.penalize(5)  # at 100, while this thread waits for its 1 s slot
+        clock.sleep(seconds)
+
+    limiter.sleep = sleep_while_another_thread_gets_a_429
+    limiter.acquire()  # the slot at 100
+    if granted_at is None:
+        with pytest.raises(CredentialPaused, match=r"another 4\.0s"):
+            limiter.acquire(max_pause=max_pause)
+        assert clock.now == 101.0  # woke from the 1 s slot wait, then refused the 4 s left of the pause
+    else:
+        limiter.acquire(max_pause=max_pause)
+        assert clock.now == granted_at  # the slot (101) was not enough: it also waited out the pause
 
 
 @pytest.mark.parametrize("seconds", [-1.0, math.nan, math.inf])

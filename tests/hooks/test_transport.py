@@ -4,6 +4,11 @@ import asyncio
 import io
 import json
 import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -13,8 +18,23 @@ from airflow_provider_rewards.exceptions import RewardsApiError
 from airflow_provider_rewards.hooks.auth import hpgames_signature
 from airflow_provider_rewards.hooks.hpgames import HPGamesHook
 from airflow_provider_rewards.hooks.thanx import ThanxHook
-from airflow_provider_rewards.hooks.transport import AsyncTransport, TransportSettings, parse_retry_after, vendor_error
-from tests.conftest import HPGAMES_SECRET, REWARDS_URL, THANX_TOKEN, THANX_URL
+from airflow_provider_rewards.hooks.transport import (
+    AsyncTransport,
+    Transport,
+    TransportSettings,
+    is_rate_limited,
+    parse_retry_after,
+    vendor_error,
+)
+from tests.conftest import (
+    HPGAMES_SECRET,
+    REWARDS_URL,
+    THANX_CLIENT_ID,
+    THANX_MERCHANT,
+    THANX_TOKEN,
+    THANX_URL,
+    set_connection,
+)
 
 SCOPES_URL = f"{THANX_URL}/partner/scopes"
 SCOPES = {"json": {"scopes": ["rewards.issue"]}, "status_code": 200}
@@ -235,3 +255,165 @@ def test_async_throttle_count_counts_every_429(sleeps):
     assert asyncio.run(transport.request_json("GET", "/partner/scopes")) == {}
     assert transport.throttle_count == 2
     assert len(sleeps) == 2
+
+
+class SharedClock:
+    """A fake monotonic clock for every limiter and thread of a test: it moves only when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now, self._lock = 100.0, threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+PACED = {"merchant_id": THANX_MERCHANT, "max_requests_per_second": 100, "max_requests_per_window": 0}
+
+
+def paced_hook(
+    monkeypatch: pytest.MonkeyPatch, conn_id: str, clock: SharedClock, client_id: str = THANX_CLIENT_ID, **extra: Any
+) -> ThanxHook:
+    """A hook on connection ``conn_id`` (THANX_URL, ``client_id``, a budget) whose process limiter runs on ``clock``."""
+    set_connection(
+        monkeypatch,
+        conn_id,
+        conn_type="thanx",
+        host=THANX_URL,
+        login=client_id,
+        password=THANX_TOKEN,
+        extra={**PACED, **extra},
+    )
+    hook = ThanxHook(conn_id)
+    limiter = hook.transport.limiter
+    assert limiter is not None
+    limiter.clock, limiter.sleep = clock, clock.sleep
+    return hook
+
+
+def serve(requests_mock: Any, clock: SharedClock, answers: dict[str, list[dict[str, Any]]]) -> dict[str, list[float]]:
+    """Answer GETs of each path under THANX_URL in turn; the returned lists fill with the clock at each send."""
+    sent: dict[str, list[float]] = {path: [] for path in answers}
+
+    def recorder(path: str, before: Callable[[], None]) -> Callable[..., str]:
+        def answer(request: Any, context: Any) -> str:
+            sent[path].append(clock())
+            before()
+            return "{}"
+
+        return answer
+
+    for path, responses in answers.items():
+        served = []
+        for response in responses:
+            fields = {key: value for key, value in response.items() if key != "before"}
+            served.append({**fields, "text": recorder(path, response.get("before", lambda: None))})
+        requests_mock.get(f"{THANX_URL}{path}", served)
+    return sent
+
+
+OK: dict[str, Any] = {"status_code": 200}
+
+
+@pytest.mark.parametrize(
+    ("headers", "least", "most"),
+    [({"Retry-After": "2"}, 2.0, 2.0), ({}, 2.0, 4.0)],  # without Retry-After: the backoff, 2-4 s at retry_backoff 4
+    ids=["retry-after", "backoff"],
+)
+def test_a_429_pauses_every_hook_of_the_credential_and_no_other(monkeypatch, requests_mock, headers, least, most):
+    clock = SharedClock()
+    throttled = paced_hook(monkeypatch, "thanx_a", clock, max_retries=0, retry_backoff=4)
+    same_credential = paced_hook(monkeypatch, "thanx_b", clock)
+    other_credential = paced_hook(monkeypatch, "thanx_c", clock, client_id="another-client")
+    assert same_credential.transport.limiter is throttled.transport.limiter is not other_credential.transport.limiter
+    sent = serve(requests_mock, clock, {"/a": [{"status_code": 429, "headers": headers}], "/b": [OK], "/c": [OK]})
+    with pytest.raises(RewardsApiError, match=r"GET /a failed: HTTP 429"):
+        throttled.transport.request("GET", "/a")
+    other_credential.transport.request("GET", "/c")
+    same_credential.transport.request("GET", "/b")
+    assert sent["/a"] == sent["/c"] == [100.0]  # the other credential was not held back
+    assert least <= sent["/b"][0] - 100.0 <= most  # the same credential, on another connection id, was
+
+
+def test_a_429_holds_back_another_thread_of_the_credential_until_the_pause_ends(monkeypatch, requests_mock, sleeps):
+    clock = SharedClock()
+    throttled = paced_hook(monkeypatch, "thanx_a", clock, max_requests_per_second=1)
+    other_thread = paced_hook(monkeypatch, "thanx_b", clock, max_requests_per_second=1)
+    limiter = throttled.transport.limiter
+    a_in_flight, b_waiting, paused = threading.Event(), threading.Event(), threading.Event()
+    penalize = limiter.penalize
+    monkeypatch.setattr(limiter, "penalize", lambda seconds: (penalize(seconds), paused.set()))
+
+    def sleep(seconds: float) -> None:
+        if not paused.is_set():  # the other thread waits for its 1 s slot while the 429 is on its way
+            b_waiting.set()
+            paused.wait(5)
+        clock.sleep(seconds)
+
+    limiter.sleep = sleep
+
+    def until_the_other_thread_waits() -> None:
+        a_in_flight.set()
+        b_waiting.wait(5)
+
+    sent = serve(
+        requests_mock,
+        clock,
+        {"/a": [{"status_code": 429, "headers": {"Retry-After": "2"}, "before": until_the_other_thread_waits}, OK]},
+    )
+    requests_mock.get(f"{THANX_URL}/b", text=lambda request, context: str(clock()))
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(throttled.transport.request_json, "GET", "/a")
+        assert a_in_flight.wait(5)
+        second = pool.submit(other_thread.transport.request_json, "GET", "/b")
+        assert first.result(timeout=10) == {}
+        b_sent_at = second.result(timeout=10)
+    assert sent["/a"][0] == 100.0
+    assert b_sent_at >= 102.0  # its slot was at 101, but the 429 at 100 paused the credential until 102
+    assert sent["/a"][1] >= 102.0
+    assert sleeps == [2.0]  # the throttled request's own retry waited its Retry-After once
+
+
+def test_the_throttled_request_waits_its_retry_after_once(monkeypatch, requests_mock):
+    clock = SharedClock()
+    hook = paced_hook(monkeypatch, "thanx_a", clock)
+    monkeypatch.setattr(Transport, "sleep", staticmethod(clock.sleep))
+    sent = serve(requests_mock, clock, {"/a": [{"status_code": 429, "headers": {"Retry-After": "2"}}, OK]})
+    hook.transport.request("GET", "/a")
+    assert sent["/a"] == [100.0, 102.0]  # its retry sleep covered the pause: no second wait in the limiter
+
+
+def test_a_pause_longer_than_retry_after_max_fails_other_calls_unsent(monkeypatch, requests_mock):
+    clock = SharedClock()
+    throttled = paced_hook(monkeypatch, "thanx_a", clock)
+    impatient = paced_hook(monkeypatch, "thanx_b", clock)
+    patient = paced_hook(monkeypatch, "thanx_c", clock, retry_after_max=7200)
+    sent = serve(requests_mock, clock, {"/a": [{"status_code": 429, "headers": {"Retry-After": "3600"}}], "/b": [OK]})
+    with pytest.raises(RewardsApiError, match="Retry-After 3600s exceeds retry_after_max"):
+        throttled.transport.request("GET", "/a")
+    with pytest.raises(RewardsApiError) as info:
+        impatient.transport.request("GET", "/b")
+    assert str(info.value) == (
+        "Thanx API GET /b failed: HTTP 429 (not sent: the credential is paused for another 3600.0s after a 429, "
+        "longer than retry_after_max (300s))"
+    )
+    assert is_rate_limited(info.value)
+    assert (sent["/b"], clock.now) == ([], 100.0)  # refused at once, nothing sent
+    patient.transport.request("GET", "/b")
+    assert sent["/b"] == [3700.0]
+
+
+def test_without_a_budget_a_429_pauses_nobody_else(thanx_conn, requests_mock, sleeps):
+    requests_mock.get(f"{THANX_URL}/a", status_code=429, headers={"Retry-After": "2"})
+    requests_mock.get(f"{THANX_URL}/b", status_code=200)
+    throttled, other = ThanxHook(max_retries=0), ThanxHook()
+    assert throttled.transport.limiter is other.transport.limiter is None
+    with pytest.raises(RewardsApiError, match="HTTP 429"):
+        throttled.transport.request("GET", "/a")
+    started = time.monotonic()
+    other.transport.request("GET", "/b")
+    assert time.monotonic() - started < 1.0  # not the 2 s pause a budget would impose
+    assert (requests_mock.call_count, sleeps) == (2, [])

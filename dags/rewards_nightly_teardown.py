@@ -4,7 +4,8 @@ Every night (``@daily``, no catchup, one run at a time):
 
 1. ``plan`` (:class:`~airflow_provider_rewards.operators.campaigns.RewardsTeardownPlanOperator`), the dry run:
    the HPGames reward configurations whose ``endDate`` fell in the window, a snapshot of their live rewards,
-   and the recorded Thanx issuance jobs (``thanx_job_record``) of campaigns whose ``end_at`` fell in it.
+   and the recorded Thanx issuance jobs (``thanx_job_record``) of campaigns whose ``end_at`` fell in it, plus
+   those recorded in the window (``recorded_at``) for campaigns that ended before it.
    Written to ``<record_root>/rewards_nightly_teardown/<run_id>/`` (``plan.json`` and one file per target
    type). The window ends at the run's data interval end minus ``grace_period_hours`` and starts where the
    last successful run's ended (or the last real teardown's, if earlier); the first run looks back

@@ -348,9 +348,9 @@ def test_a_429_holds_back_another_thread_of_the_credential_until_the_pause_ends(
     monkeypatch.setattr(limiter, "penalize", lambda seconds: (penalize(seconds), paused.set()))
 
     def sleep(seconds: float) -> None:
-        if not paused.is_set():  # the other thread waits for its 1 s slot while the 429 is on its way
+        if not b_waiting.is_set():  # the first to sleep: the other thread, waiting for its 1 s slot
             b_waiting.set()
-            paused.wait(5)
+            paused.wait(5)  # while the 429 is on its way
         clock.sleep(seconds)
 
     limiter.sleep = sleep
@@ -362,7 +362,7 @@ def test_a_429_holds_back_another_thread_of_the_credential_until_the_pause_ends(
     sent = serve(
         requests_mock,
         clock,
-        {"/a": [{"status_code": 429, "headers": {"Retry-After": "2"}, "before": until_the_other_thread_waits}, OK]},
+        {"/a": [{"status_code": 429, "headers": {"Retry-After": "5"}, "before": until_the_other_thread_waits}, OK]},
     )
     requests_mock.get(f"{THANX_URL}/b", text=lambda request, context: str(clock()))
     with ThreadPoolExecutor(2) as pool:
@@ -372,9 +372,9 @@ def test_a_429_holds_back_another_thread_of_the_credential_until_the_pause_ends(
         assert first.result(timeout=10) == {}
         b_sent_at = second.result(timeout=10)
     assert sent["/a"][0] == 100.0
-    assert b_sent_at >= 102.0  # its slot was at 101, but the 429 at 100 paused the credential until 102
-    assert sent["/a"][1] >= 102.0
-    assert sleeps == [2.0]  # the throttled request's own retry waited its Retry-After once
+    assert b_sent_at >= 105.0  # its slot was at 101, but the 429 at 100 paused the credential until 105
+    assert sent["/a"][1] >= 105.0
+    assert sleeps == [5.0]  # the throttled request's own retry waited its Retry-After once
 
 
 def test_the_throttled_request_waits_its_retry_after_once(monkeypatch, requests_mock):

@@ -76,7 +76,8 @@ ALREADY_CANCELLED_TARGET = {
 DEFAULT_RETRIES = 5
 #: The refusing vendor's runs tell the provider the code it refuses an already-cancelled reward with (the sandbox's
 #: 1010), as a user whose vendor does so would: readAll there is the documented one, without ``externalId``.
-REFUSAL_CODES = {"already_cancelled_codes": "1010"}
+#: ``CHAOS_ALREADY_CANCELLED_CODES=`` (empty) runs them without it, to measure what the setting buys.
+REFUSAL_CODES = {"already_cancelled_codes": os.environ.get("CHAOS_ALREADY_CANCELLED_CODES", "1010")}
 #: Outcomes of the refusing vendor's runs, for the 9-in-10 check after them.
 REFUSING_OUTCOMES: list[Outcome] = []
 

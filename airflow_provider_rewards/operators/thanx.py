@@ -265,6 +265,11 @@ class ThanxRevokeIssuanceJobOperator(RewardsBaseOperator):
         try:
             job = hook.revoke_issuance_job(job_id, merchant)
         except RewardsApiError as error:
+            if error.attempts == 0:  # refused before sending (the credential is paused after a 429): not applied
+                raise RewardsError(
+                    f"The revoke of issuance job {job_id} was not sent ({error}); nothing was applied, and a retry "
+                    "of this task is safe"
+                ) from error
             answer_may_be_lost = error.status_code is None or error.status_code in RETRYABLE_STATUSES
             if error.is_client_error and error.status_code != UNPROCESSABLE and not answer_may_be_lost:
                 raise

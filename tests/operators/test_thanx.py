@@ -199,6 +199,24 @@ def test_failed_read_back_says_the_revoke_may_have_been_applied(thanx_conn, requ
         revoke().execute(context)
 
 
+def test_a_revoke_refused_unsent_is_not_read_back(thanx_conn, requests_mock, context, monkeypatch):
+    """The credential is paused longer than retry_after_max: the transport refuses the POST unsent (attempts 0)."""
+    from airflow_provider_rewards.hooks.thanx import ThanxHook
+
+    unsent = RewardsApiError(
+        vendor="Thanx", method="POST", path="/revoke", status_code=429, vendor_message="not sent: paused", attempts=0
+    )
+
+    def refused_unsent(*args: object, **kwargs: object) -> None:
+        raise unsent
+
+    monkeypatch.setattr(ThanxHook, "revoke_issuance_job", refused_unsent)
+    requests_mock.get(JOB_URL, reads("completed"))
+    with pytest.raises(RewardsError, match=r"job_1 was not sent .*nothing was applied"):
+        revoke().execute(context)
+    assert calls(requests_mock) == [("GET", GET_URL)]  # the first read only: no read-back of a revoke never sent
+
+
 # --- waiting for completion (poll mode) -------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -15,7 +16,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from airflow_provider_rewards.exceptions import BatchRunFailed, RewardsApiError, RewardsError
-from airflow_provider_rewards.utils.record import IdOutcome, Outcome
+from airflow_provider_rewards.utils.record import IdOutcome, Outcome, UniformOutcomes
 
 T = TypeVar("T")
 SUMMARY_XCOM_KEY = "summary"
@@ -27,6 +28,9 @@ LOST_ANSWER_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REPORTED_IDS = 100
 MAX_IDS_IN_MESSAGE = 20
 MAX_CONCURRENCY = 16
+#: Seconds the run loop waits at most for a worker to begin a batch before writing checkpoints (a hint, not a rule).
+WORKER_START_WAIT = 0.005
+REQUEST_HEAD_START = 0.001
 #: How many batches the dry run lists id by id; the rest are counted.
 DRY_RUN_BATCHES_SHOWN = 10
 
@@ -162,12 +166,24 @@ class _Batch:
     outcomes: dict[str, IdOutcome] = field(default_factory=dict)
     read_back: ReadBack | None = None  # the batch's refusal read-back, made once
     epoch: int = 0  # the concurrency window's epoch when the batch was sent
+    accepted_whole: bool = False  # its first request, of every id, was accepted: all cancelled, outcomes not filled
+    started: threading.Event = field(default_factory=threading.Event)  # set when its worker begins sending it
 
-    def known(self) -> list[IdOutcome]:
+    def known(self) -> Sequence[IdOutcome]:
+        if self.accepted_whole:
+            return UniformOutcomes(self.ids, Outcome.CANCELLED)
         return list(self.outcomes.values())
 
-    def settled(self) -> list[IdOutcome]:
-        """Every id's outcome in batch order (every id must be known)."""
+    def known_by_id(self) -> dict[str, IdOutcome]:
+        """What is known of each id (copied in one step while a worker may still write to it)."""
+        if self.accepted_whole:
+            return {item: IdOutcome(item, Outcome.CANCELLED) for item in self.ids}
+        return dict(self.outcomes)
+
+    def settled(self) -> Sequence[IdOutcome]:
+        """Every id's outcome in batch order (every id must be known); compact when accepted whole."""
+        if self.accepted_whole:
+            return UniformOutcomes(self.ids, Outcome.CANCELLED)
         return [self.outcomes[item] for item in self.ids]
 
 
@@ -226,7 +242,8 @@ class BatchRunner:
         when False, a refusal stops the run (cancel by query, where a refusal is about the request).
     :param done_label: how progress lines name finished ids (``"cancelled"``).
     :param read_back: reconciles refused and failed ids (None: no reconciliation).
-    :param on_settled: called with ``(batch number, outcomes of every id)`` once a batch is settled.
+    :param on_settled: called with ``(batch number, outcomes of every id)`` once a batch is settled (a
+        :class:`~.record.UniformOutcomes` for a batch accepted whole: no object per id).
     :param on_open: called with ``(batch number, known outcomes)`` for a batch the run stopped in.
     :param max_concurrency: batches in flight at most (1 to 16).
     :param throttle_count: returns how many 429 answers the transport has seen so far.
@@ -245,8 +262,8 @@ class BatchRunner:
         done_label: str,
         log: logging.Logger | Any,
         read_back: ReadBackFunction | None = None,
-        on_settled: Callable[[int, list[IdOutcome]], None] | None = None,
-        on_open: Callable[[int, list[IdOutcome]], None] | None = None,
+        on_settled: Callable[[int, Sequence[IdOutcome]], None] | None = None,
+        on_open: Callable[[int, Sequence[IdOutcome]], None] | None = None,
         max_concurrency: int = 1,
         throttle_count: Callable[[], int] | None = None,
         means_already_cancelled: Callable[[Exception], bool] | None = None,
@@ -312,19 +329,23 @@ class BatchRunner:
             self.log.info("Resuming: %d batches settled by an earlier try are not sent again", len(settled))
         source = iter(batches)  # type: ignore[arg-type]
         requeued: deque[_Batch] = deque()
-        pending: dict[Future[list[IdOutcome]], _Batch] = {}
+        pending: dict[Future[Sequence[IdOutcome]], _Batch] = {}
         stops: list[_BatchStopped] = []
         seen_throttles = self._throttles()
         ahead: deque[_Batch] = deque()  # the next batch, read from the source while requests are in flight
         epoch = [0]  # +1 at each decrease: a batch sent before it does not raise the window (it saw the old one)
 
-        def refill() -> None:
+        def refill() -> list[_Batch]:
+            submitted: list[_Batch] = []
             while not stops and len(pending) < self.window:
                 batch = requeued.popleft() if requeued else ahead.popleft() if ahead else self._next(source, settled)
                 if batch is None:
-                    return
+                    break
                 batch.epoch = epoch[0]
+                batch.started.clear()
                 pending[pool.submit(self._settle_batch, batch)] = batch
+                submitted.append(batch)
+            return submitted
 
         # Even at max_concurrency 1 the request runs in a worker thread: checkpoint writes and reading the
         # next batch overlap the request in flight (a batch is still checkpointed only once settled).
@@ -335,7 +356,7 @@ class BatchRunner:
                 if not pending:
                     break
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                ready: list[tuple[int, list[IdOutcome]]] = []
+                ready: list[tuple[int, Sequence[IdOutcome]]] = []
                 for future in sorted(finished, key=lambda done: pending[done].number):
                     batch = pending.pop(future)
                     clean = True
@@ -364,7 +385,13 @@ class BatchRunner:
                     elif self.window < self.max_concurrency and batch.epoch == epoch[0]:
                         self.window += 1
                     seen_throttles = now
-                refill()  # the next requests go out before this thread writes the checkpoints
+                # The next requests go out before this thread writes the checkpoints: it waits (briefly) until each
+                # worker has begun, so that the worker's request does not queue behind this thread for the GIL.
+                submitted = refill() if ready else []
+                for sent in submitted:
+                    sent.started.wait(WORKER_START_WAIT)
+                if submitted:
+                    time.sleep(REQUEST_HEAD_START)
                 while ready:
                     self._settle(*ready[0])
                     ready.pop(0)
@@ -390,12 +417,12 @@ class BatchRunner:
 
     def _report_interrupted(self, batch: _Batch) -> None:
         """Report a batch still in flight when the run was interrupted: its unknown ids are ``unconfirmed``."""
-        known = dict(batch.outcomes)  # copied in one step while its worker may still write to it
+        known = batch.known_by_id()
         why = "in flight when the run was interrupted; it may or may not have been applied"
         outcomes = [known.get(item) or IdOutcome(item, Outcome.UNCONFIRMED, message=why) for item in batch.ids]
         self._report_open(batch.number, outcomes)
 
-    def _report_open(self, number: int, outcomes: list[IdOutcome]) -> None:
+    def _report_open(self, number: int, outcomes: Sequence[IdOutcome]) -> None:
         """``on_open`` for a batch the run ends in without settling it; a failure to note it is only logged."""
         if self.on_open is None or not outcomes:
             return
@@ -419,13 +446,17 @@ class BatchRunner:
             self.resumed_batches += 1
         return None
 
-    def _settle(self, number: int, outcomes: list[IdOutcome]) -> None:
+    def _settle(self, number: int, outcomes: Sequence[IdOutcome]) -> None:
         """Count a settled batch, report it, log progress."""
-        counts = Counter(outcome.outcome for outcome in outcomes)
-        self.counts.update(counts)
-        for outcome in outcomes:
-            if outcome.outcome is Outcome.REFUSED and len(self.rejections) < MAX_REPORTED_IDS:
-                self.rejections.append(Rejection.from_outcome(outcome))
+        if isinstance(outcomes, UniformOutcomes):  # accepted whole: nothing refused, no object per id
+            counts = outcomes.counts()
+            self.counts.update(counts)
+        else:
+            counts = Counter(outcome.outcome for outcome in outcomes)
+            self.counts.update(counts)
+            for outcome in outcomes:
+                if outcome.outcome is Outcome.REFUSED and len(self.rejections) < MAX_REPORTED_IDS:
+                    self.rejections.append(Rejection.from_outcome(outcome))
         self.settled_numbers.add(number)
         if self.on_settled is not None:
             self.on_settled(number, outcomes)
@@ -447,8 +478,13 @@ class BatchRunner:
 
     # --- one batch (runs in a worker thread when max_concurrency > 1) -----------------------------------------
 
-    def _settle_batch(self, batch: _Batch) -> list[IdOutcome]:
+    def _settle_batch(self, batch: _Batch) -> Sequence[IdOutcome]:
         """Every id of ``batch`` settled; raises :class:`_BatchStopped` or :class:`_Throttled`."""
+        batch.started.set()
+        if not batch.outcomes:  # nothing known yet: all of it (accepted, it settles compactly in _attempt)
+            if batch.ids:
+                self._send(batch, batch.ids)
+            return batch.settled()
         rest = [item for item in batch.ids if item not in batch.outcomes]  # a requeued batch keeps what it knew
         if rest:
             self._send(batch, rest)
@@ -462,8 +498,11 @@ class BatchRunner:
             self.send(ids)
         except Exception as error:  # classified by the caller; anything unexpected stops with an exact report
             return error
-        for item in ids:
-            batch.outcomes[item] = IdOutcome(item, Outcome.CANCELLED)
+        if ids is batch.ids and not batch.outcomes:  # the whole batch in one request: no object per id
+            batch.accepted_whole = True
+        else:
+            for item in ids:
+                batch.outcomes[item] = IdOutcome(item, Outcome.CANCELLED)
         self.request_works = True
         return None
 

@@ -22,8 +22,10 @@ Outcomes (:class:`Outcome`): ``cancelled`` and ``already_cancelled`` are success
 status, vendor code and message; ``unconfirmed`` means the answer was lost and could not be settled;
 ``not_attempted`` means the id was never sent (the run stopped first).
 
-Atomicity: every file is written under a ``.tmp`` name and then renamed. On ``file://`` that is an atomic
-``rename(2)``; an object store's rename is a copy then a delete (fsspec ``mv``), which is fine here because a
+Atomicity: every file is written under a ``.tmp`` name and then renamed. On ``file://`` the record is written
+with plain buffered file I/O and ``os.replace`` (an atomic ``rename(2)``; fsspec's per-file overhead was half of
+the client's time per batch); any other scheme goes through ``ObjectStoragePath`` (fsspec), where a rename
+is a copy then a delete (fsspec ``mv``), which is fine here because a
 left-over or half-written ``.tmp`` file is ignored and the final name appears only once the copy is complete.
 Any fsspec backend that supports rename (``mv``) works. One task instance writes a results directory at a time.
 
@@ -36,14 +38,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from airflow_provider_rewards.exceptions import RewardsInputError
 from airflow_provider_rewards.utils.id_source import SourceScan, as_storage_path, display_location
@@ -64,6 +67,8 @@ RESUME_KEYS = ("fingerprint", "batch_size", "field")
 _PART_RE = re.compile(r"batch-(\d+)\.jsonl")
 _UNSAFE_SEGMENT_RE = re.compile(r"[^A-Za-z0-9._=+:-]")
 _OPEN_BATCH_MESSAGE = "the run stopped before this id was settled"
+#: The JSON-encoded id at the start of every line written by result_line (ASCII: a quote inside is escaped).
+_LINE_IDS_RE = re.compile(r'^\{"id": ("(?:[^"\\]|\\.)*"), ', re.MULTILINE)
 
 
 class Outcome(StrEnum):
@@ -85,6 +90,60 @@ class IdOutcome:
     status_code: int | None = None
     vendor_code: str | None = None
     message: str | None = None  # vendor message or why (never a secret; already scrubbed by the transport)
+
+
+class UniformOutcomes(Sequence[IdOutcome]):
+    """The outcomes of ids that all had the same plain outcome (no status, vendor code or message).
+
+    What a batch accepted whole settles to: the ids are kept as they are and an :class:`IdOutcome` is made only
+    when one is asked for, so the hot path makes no Python object per id.
+    """
+
+    __slots__ = ("ids", "outcome")
+
+    def __init__(self, ids: Sequence[str], outcome: Outcome) -> None:
+        self.ids = ids
+        self.outcome = Outcome(outcome)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> IdOutcome: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[IdOutcome]: ...
+
+    def __getitem__(self, index: int | slice) -> IdOutcome | list[IdOutcome]:
+        if isinstance(index, slice):
+            return [IdOutcome(value, self.outcome) for value in self.ids[index]]
+        return IdOutcome(self.ids[index], self.outcome)
+
+    def __iter__(self) -> Iterator[IdOutcome]:
+        outcome = self.outcome
+        return (IdOutcome(value, outcome) for value in self.ids)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same outcomes in the same order (a list of :class:`IdOutcome` included)."""
+        if isinstance(other, UniformOutcomes):
+            return self.outcome is other.outcome and list(self.ids) == list(other.ids)
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, so unhashable like them
+
+    def __repr__(self) -> str:
+        return f"UniformOutcomes({len(self.ids)} ids, {self.outcome.value})"
+
+    def counts(self) -> Counter[Outcome]:
+        """``{outcome: len(ids)}`` (empty for no ids)."""
+        return Counter({self.outcome: len(self.ids)} if self.ids else {})
+
+
+def local_path(path: ObjectStoragePath) -> str | None:
+    """The local filesystem path of a ``file://`` ``ObjectStoragePath``; None for any other scheme."""
+    return path.path if path.protocol in {"", "file", "local"} else None
 
 
 def _now() -> str:
@@ -186,6 +245,8 @@ class ResultsRecord:
         self.field = field
         self.location = display_location(self.root)
         self._checkpoint = self.root / CHECKPOINT_DIR
+        self._local = local_path(self.root)  # plain file I/O under it; None: through fsspec
+        self._local_checkpoint = None if self._local is None else os.path.join(self._local, CHECKPOINT_DIR)
         self._settled: set[int] = set()  # batch numbers with a part (not their counts: memory ~ N/batch_size)
         self._open: dict[int, dict[str, IdOutcome]] = {}
         self._counts: Counter[Outcome] = Counter()
@@ -202,20 +263,38 @@ class ResultsRecord:
         return self.root / RESULTS_FILE
 
     def _part(self, number: int) -> ObjectStoragePath:
-        return self._checkpoint / f"batch-{number:08d}.jsonl"
+        return self._checkpoint / _part_name(number)
 
     # -- storage ----------------------------------------------------------------------------------------
 
     def _write_atomic(self, path: ObjectStoragePath, data: bytes) -> None:
         """Write ``data`` to ``<path>.tmp``, then rename it to ``path`` (replacing any older file)."""
+        local = local_path(path)
+        if local is not None:
+            _write_local_atomic(local, data)
+            return
         tmp = path.with_name(f"{path.name}.tmp")
         with tmp.open("wb") as handle:
             handle.write(data)
         tmp.rename(path)
 
     def _read_text(self, path: ObjectStoragePath) -> str | None:
+        local = local_path(path)
         try:
+            if local is not None:
+                with open(local, "rb") as handle:
+                    return handle.read().decode("utf-8")
             with path.open("rb") as handle:
+                return handle.read().decode("utf-8")
+        except FileNotFoundError:
+            return None
+
+    def _read_part(self, number: int) -> str | None:
+        """A part's text (None if there is none); local parts are read without building a path object."""
+        if self._local_checkpoint is None:
+            return self._read_text(self._part(number))
+        try:
+            with open(os.path.join(self._local_checkpoint, _part_name(number)), "rb") as handle:
                 return handle.read().decode("utf-8")
         except FileNotFoundError:
             return None
@@ -332,15 +411,24 @@ class ResultsRecord:
             "settled_at": _now(),
         }
         data = json.dumps(header).encode("ascii") + b"\n" + text.encode("ascii")
-        self._write_atomic(self._part(number), data)
+        if self._local_checkpoint is not None:
+            _write_local_atomic(os.path.join(self._local_checkpoint, _part_name(number)), data)
+        else:
+            self._write_atomic(self._part(number), data)
         self._settled.add(number)
         self._open.pop(number, None)
 
     def _render(self, number: int, outcomes: Iterable[IdOutcome]) -> tuple[str, Counter[Outcome]]:
         """The results lines of ``outcomes`` in batch ``number``, and their counts (plain outcomes fast)."""
         tails = _plain_tails(encode_basestring_ascii(self.field), number)
-        counts = dict.fromkeys(tails, 0)
         encode = encode_basestring_ascii
+        if isinstance(outcomes, UniformOutcomes):  # a batch accepted whole: one join, no object per id
+            if not outcomes.ids:
+                return "", Counter()
+            tail = tails[outcomes.outcome.value]
+            text = '{"id": ' + (tail + '{"id": ').join(map(encode, outcomes.ids)) + tail
+            return text, outcomes.counts()
+        counts = dict.fromkeys(tails, 0)
         out = []
         for outcome in outcomes:
             kind = outcome.outcome
@@ -378,8 +466,9 @@ class ResultsRecord:
         counts: Counter[Outcome] = Counter()  # keyed by the Outcome values (a StrEnum hashes like its value)
         encoded_field = encode_basestring_ascii(self.field)
         batches = ids_total = 0
+        local = local_path(results)
         tmp = results.with_name(f"{results.name}.tmp")
-        with tmp.open("wb") as handle:
+        with open(f"{local}.tmp", "wb", buffering=1 << 20) if local is not None else tmp.open("wb") as handle:
             for number, ids in source_batches:
                 batches += 1
                 ids_total += len(ids)
@@ -394,7 +483,10 @@ class ResultsRecord:
                     text = "".join(['{"id": ' + encode_basestring_ascii(value) + tail for value in ids])
                     counts[Outcome.NOT_ATTEMPTED] += len(ids)
                 handle.write(text.encode("ascii"))
-        tmp.rename(results)
+        if local is not None:
+            os.replace(f"{local}.tmp", local)
+        else:
+            tmp.rename(results)
         self._counts = Counter({Outcome(kind): count for kind, count in counts.items()})
         document = {
             "results_path": self.location,
@@ -415,19 +507,18 @@ class ResultsRecord:
     def _settled_lines(self, number: int, ids: list[str], counts: Counter[Outcome]) -> str:
         """The lines of a settled batch from its part, one per id of ``ids`` (a missing one: not_attempted).
 
-        Fast path: the part lists exactly ``ids`` in order, so its body is copied and its outcomes counted in C
-        (a quote inside a JSON string is escaped, so ``"outcome": "x"`` only occurs as the field itself).
+        Fast path: the part lists exactly ``ids`` in order (one regex pass finds the id of every line), so its body
+        is copied and its outcomes counted in C (a quote inside a JSON string is escaped, so ``"outcome": "x"``
+        only occurs as the field itself).
         """
-        _, _, body = (self._read_text(self._part(number)) or "").partition("\n")
+        _, _, body = (self._read_part(number) or "").partition("\n")
         lines = body.split("\n")
         tail = lines.pop() if lines else ""
         encode = encode_basestring_ascii
-        if not tail and len(lines) == len(ids):
-            prefixes = ('{"id": ' + encode(value) + ", " for value in ids)
-            if all(line.startswith(prefix) for line, prefix in zip(lines, prefixes, strict=True)):
-                for kind in Outcome:
-                    counts[kind] += body.count(f'"outcome": "{kind.value}"')
-                return body
+        if not tail and len(lines) == len(ids) and _LINE_IDS_RE.findall(body) == list(map(encode, ids)):
+            for kind in Outcome:
+                counts[kind] += body.count(f'"outcome": "{kind.value}"')
+            return body
         known: dict[str, tuple[str, str]] = {}
         for line in (*lines, tail):
             if line:
@@ -455,6 +546,18 @@ class ResultsRecord:
 
         uri = asset_uri(self.results_file)
         return Asset(name=uri, uri=uri)
+
+
+def _part_name(number: int) -> str:
+    return f"batch-{number:08d}.jsonl"
+
+
+def _write_local_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``<path>.tmp`` with plain file I/O, then ``os.replace`` it to ``path`` (atomic)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
 
 
 def _dump(document: Mapping[str, Any]) -> bytes:

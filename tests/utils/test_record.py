@@ -15,6 +15,7 @@ from airflow_provider_rewards.utils.record import (
     IdOutcome,
     Outcome,
     ResultsRecord,
+    UniformOutcomes,
     _line_key,
     default_results_path,
     input_manifest,
@@ -178,16 +179,39 @@ def test_parts_are_written_atomically_and_a_left_over_tmp_is_ignored(record, roo
 
 
 def test_a_part_is_visible_only_once_fully_written(record, root, monkeypatch):
-    from airflow.sdk import ObjectStoragePath
+    """A local part is written with plain file I/O: the failing step is os.replace, the rename that publishes it."""
+    import airflow_provider_rewards.utils.record as record_module
 
-    def fail_rename(self, target):
+    def fail_replace(source, target):
         raise OSError("disk vanished")
 
-    monkeypatch.setattr(ObjectStoragePath, "rename", fail_rename)
+    monkeypatch.setattr(record_module.os, "replace", fail_replace)
     with pytest.raises(OSError, match="disk vanished"):
-        record.settle_batch(1, cancelled(IDS[0:4]))
+        record.settle_batch(1, UniformOutcomes(IDS[0:4], Outcome.CANCELLED))
 
     assert [path.name for path in (root / "checkpoint").iterdir()] == ["batch-00000001.jsonl.tmp"]
+    assert len((root / "checkpoint" / "batch-00000001.jsonl.tmp").read_text().splitlines()) == 5  # complete
+
+
+def test_a_batch_accepted_whole_is_recorded_as_its_outcome_objects_would_be(record, root, tmp_path):
+    """UniformOutcomes (no object per id) writes the same part bytes and counts as the list of IdOutcome."""
+    other = ResultsRecord(f"file://{tmp_path / 'other'}", field="reward_ids")
+    other.start(manifest_for(), resume=True)
+    record.settle_batch(1, UniformOutcomes(IDS[0:4], Outcome.CANCELLED))
+    other.settle_batch(1, cancelled(IDS[0:4]))
+
+    def body(where: Path) -> list[str]:
+        return (where / "checkpoint" / "batch-00000001.jsonl").read_text().splitlines()
+
+    ours, theirs = body(root), body(tmp_path / "other")
+    assert ours[1:] == theirs[1:]
+    assert len(ours) == 5
+    assert json.loads(ours[0])["counts"] == json.loads(theirs[0])["counts"] == {"cancelled": 4}
+    uniform = UniformOutcomes(IDS[0:4], Outcome.CANCELLED)
+    assert uniform == cancelled(IDS[0:4])
+    assert list(uniform) == cancelled(IDS[0:4])
+    assert uniform[1] == IdOutcome(IDS[1], Outcome.CANCELLED)
+    assert uniform.counts() == {Outcome.CANCELLED: 4}
 
 
 def test_finish_without_a_successful_start_leaves_the_directory_alone(record, root):

@@ -114,6 +114,11 @@ def as_storage_path(value: object, field: str) -> ObjectStoragePath:
         ) from None
 
 
+def local_path(path: ObjectStoragePath) -> str | None:
+    """The local filesystem path of a ``file://`` ``ObjectStoragePath``; None for any other scheme."""
+    return path.path if path.protocol in {"", "file", "local"} else None
+
+
 def display_location(path: ObjectStoragePath) -> str:
     """`str(path)` without the conn-id userinfo (safe for logs, XCom, manifests, Asset URIs)."""
     text = str(path)

@@ -31,7 +31,7 @@ from typing import Any
 from airflow.sdk import Asset, ObjectStoragePath
 
 from airflow_provider_rewards.exceptions import RewardsInputError
-from airflow_provider_rewards.utils.id_source import as_storage_path, display_location
+from airflow_provider_rewards.utils.id_source import as_storage_path, display_location, local_path
 from airflow_provider_rewards.utils.validation import require_id, require_path_id
 
 JOB_ID_KEY = "issuance_job_id"
@@ -84,7 +84,7 @@ def record_path(value: object, field: str = "job_record") -> ObjectStoragePath:
 
 def make_parent_dirs(path: ObjectStoragePath) -> None:
     """Create the parent directories of a local path; object stores have none to create."""
-    if path.protocol in ("", "file", "local"):
+    if local_path(path) is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 

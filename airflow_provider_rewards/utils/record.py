@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, BinaryIO, overload
 
 from airflow_provider_rewards.exceptions import RewardsInputError
-from airflow_provider_rewards.utils.id_source import SourceScan, as_storage_path, display_location
+from airflow_provider_rewards.utils.id_source import SourceScan, as_storage_path, display_location, local_path
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, ObjectStoragePath
@@ -139,11 +139,6 @@ class UniformOutcomes(Sequence[IdOutcome]):
     def counts(self) -> Counter[Outcome]:
         """``{outcome: len(ids)}`` (empty for no ids)."""
         return Counter({self.outcome: len(self.ids)} if self.ids else {})
-
-
-def local_path(path: ObjectStoragePath) -> str | None:
-    """The local filesystem path of a ``file://`` ``ObjectStoragePath``; None for any other scheme."""
-    return path.path if path.protocol in {"", "file", "local"} else None
 
 
 def _now() -> str:
@@ -245,8 +240,8 @@ class ResultsRecord:
         self.field = field
         self.location = display_location(self.root)
         self._checkpoint = self.root / CHECKPOINT_DIR
-        self._local = local_path(self.root)  # plain file I/O under it; None: through fsspec
-        self._local_checkpoint = None if self._local is None else os.path.join(self._local, CHECKPOINT_DIR)
+        local_root = local_path(self.root)  # plain file I/O under it; None: through fsspec
+        self._local_checkpoint = None if local_root is None else os.path.join(local_root, CHECKPOINT_DIR)
         self._settled: set[int] = set()  # batch numbers with a part (not their counts: memory ~ N/batch_size)
         self._open: dict[int, dict[str, IdOutcome]] = {}
         self._counts: Counter[Outcome] = Counter()
@@ -269,21 +264,14 @@ class ResultsRecord:
 
     def _write_atomic(self, path: ObjectStoragePath, data: bytes) -> None:
         """Write ``data`` to ``<path>.tmp``, then rename it to ``path`` (replacing any older file)."""
-        local = local_path(path)
-        if local is not None:
-            _write_local_atomic(local, data)
-            return
-        tmp = path.with_name(f"{path.name}.tmp")
-        with tmp.open("wb") as handle:
+        with _atomic_writer(path) as handle:
             handle.write(data)
-        tmp.rename(path)
 
     def _read_text(self, path: ObjectStoragePath) -> str | None:
         local = local_path(path)
+        if local is not None:
+            return _read_local(local)
         try:
-            if local is not None:
-                with open(local, "rb") as handle:
-                    return handle.read().decode("utf-8")
             with path.open("rb") as handle:
                 return handle.read().decode("utf-8")
         except FileNotFoundError:
@@ -293,11 +281,7 @@ class ResultsRecord:
         """A part's text (None if there is none); local parts are read without building a path object."""
         if self._local_checkpoint is None:
             return self._read_text(self._part(number))
-        try:
-            with open(os.path.join(self._local_checkpoint, _part_name(number)), "rb") as handle:
-                return handle.read().decode("utf-8")
-        except FileNotFoundError:
-            return None
+        return _read_local(os.path.join(self._local_checkpoint, _part_name(number)))
 
     def _parts(self) -> dict[int, ObjectStoragePath]:
         """The complete checkpoint parts by batch number (``.tmp`` files are ignored)."""
@@ -466,9 +450,7 @@ class ResultsRecord:
         counts: Counter[Outcome] = Counter()  # keyed by the Outcome values (a StrEnum hashes like its value)
         encoded_field = encode_basestring_ascii(self.field)
         batches = ids_total = 0
-        local = local_path(results)
-        tmp = results.with_name(f"{results.name}.tmp")
-        with open(f"{local}.tmp", "wb", buffering=1 << 20) if local is not None else tmp.open("wb") as handle:
+        with _atomic_writer(results, buffering=1 << 20) as handle:
             for number, ids in source_batches:
                 batches += 1
                 ids_total += len(ids)
@@ -483,10 +465,6 @@ class ResultsRecord:
                     text = "".join(['{"id": ' + encode_basestring_ascii(value) + tail for value in ids])
                     counts[Outcome.NOT_ATTEMPTED] += len(ids)
                 handle.write(text.encode("ascii"))
-        if local is not None:
-            os.replace(f"{local}.tmp", local)
-        else:
-            tmp.rename(results)
         self._counts = Counter({Outcome(kind): count for kind, count in counts.items()})
         document = {
             "results_path": self.location,
@@ -552,12 +530,43 @@ def _part_name(number: int) -> str:
     return f"batch-{number:08d}.jsonl"
 
 
+@contextlib.contextmanager
+def _local_atomic_writer(path: str, buffering: int = -1) -> Iterator[BinaryIO]:
+    """A handle on ``<path>.tmp`` (plain buffered file I/O), ``os.replace``d to ``path`` once written (atomic)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb", buffering=buffering) as handle:
+        yield handle
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _atomic_writer(path: ObjectStoragePath, buffering: int = -1) -> Iterator[BinaryIO]:
+    """A handle on ``<path>.tmp``, renamed to ``path`` once written: by :func:`_local_atomic_writer` on a local
+    path, else through fsspec (a rename there is a copy then a delete). A failed write renames nothing."""
+    local = local_path(path)
+    if local is not None:
+        with _local_atomic_writer(local, buffering) as handle:
+            yield handle
+        return
+    tmp = path.with_name(f"{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        yield handle
+    tmp.rename(path)
+
+
 def _write_local_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to ``<path>.tmp`` with plain file I/O, then ``os.replace`` it to ``path`` (atomic)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as handle:
+    with _local_atomic_writer(path) as handle:
         handle.write(data)
-    os.replace(tmp, path)
+
+
+def _read_local(path: str) -> str | None:
+    """A local file's text, or None when there is none."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8")
+    except FileNotFoundError:
+        return None
 
 
 def _dump(document: Mapping[str, Any]) -> bytes:

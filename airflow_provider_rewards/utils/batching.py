@@ -459,13 +459,12 @@ class BatchRunner:
         """Count a settled batch, report it, log progress."""
         if isinstance(outcomes, UniformOutcomes):  # accepted whole: nothing refused, no object per id
             counts = outcomes.counts()
-            self.counts.update(counts)
         else:
             counts = Counter(outcome.outcome for outcome in outcomes)
-            self.counts.update(counts)
             for outcome in outcomes:
                 if outcome.outcome is Outcome.REFUSED and len(self.rejections) < MAX_REPORTED_IDS:
                     self.rejections.append(Rejection.from_outcome(outcome))
+        self.counts.update(counts)
         self.settled_numbers.add(number)
         if self.on_settled is not None:
             self.on_settled(number, outcomes)
@@ -490,11 +489,8 @@ class BatchRunner:
     def _settle_batch(self, batch: _Batch) -> Sequence[IdOutcome]:
         """Every id of ``batch`` settled; raises :class:`_BatchStopped` or :class:`_Throttled`."""
         batch.started.set()
-        if not batch.outcomes:  # nothing known yet: all of it (accepted, it settles compactly in _attempt)
-            if batch.ids:
-                self._send(batch, batch.ids)
-            return batch.settled()
-        rest = [item for item in batch.ids if item not in batch.outcomes]  # a requeued batch keeps what it knew
+        # A requeued batch keeps what it knew; with nothing known, all of it goes (no copy of the list).
+        rest = [item for item in batch.ids if item not in batch.outcomes] if batch.outcomes else batch.ids
         if rest:
             self._send(batch, rest)
         return batch.settled()
@@ -507,7 +503,7 @@ class BatchRunner:
             self.send(ids)
         except Exception as error:  # classified by the caller; anything unexpected stops with an exact report
             return error
-        if ids is batch.ids and not batch.outcomes:  # the whole batch in one request: no object per id
+        if not batch.outcomes and len(ids) == len(batch.ids):  # the whole batch in one request: no object per id
             batch.accepted_whole = True
         else:
             for item in ids:

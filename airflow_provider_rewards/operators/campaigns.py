@@ -168,8 +168,17 @@ class Window:
     after_source: str
 
     def contains(self, end: datetime) -> bool:
-        low = None if self.after is None else self.after - self.grace
-        return end < self.before - self.grace and (low is None or end >= low)
+        """Whether something that ended at ``end`` counts as ended in this window (the grace period applied)."""
+        return self._within(end, self.grace)
+
+    def holds_record(self, recorded_at: datetime) -> bool:
+        """Whether a line written at ``recorded_at`` reached the record in this window: ``[after, before)``,
+        without the grace period (the grace delays when a campaign counts as ended, not when a line was written)."""
+        return self._within(recorded_at, timedelta(0))
+
+    def _within(self, instant: datetime, shift: timedelta) -> bool:
+        low = None if self.after is None else self.after - shift
+        return instant < self.before - shift and (low is None or instant >= low)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -569,12 +578,6 @@ def parse_end_at(campaign: Mapping[str, Any]) -> datetime | None:
         raise RewardsError(f"Thanx returned an unreadable end_at for campaign {campaign.get('id')}: {error}") from None
 
 
-def recorded_in(window: Window, recorded_at: datetime) -> bool:
-    """Whether a job reached the record in ``window``: ``recorded_at`` in ``[after, before)``, without the grace
-    period (the grace delays when a campaign counts as ended, not when a line was written)."""
-    return recorded_at < window.before and (window.after is None or recorded_at >= window.after)
-
-
 def ended_campaign_jobs(
     hook: ThanxHook, entries: Sequence[JobRecordEntry], window: Window, merchant_id: str | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -582,7 +585,7 @@ def ended_campaign_jobs(
 
     A job is selected when its campaign ended in ``window`` (:meth:`Window.contains`), or when its campaign
     ended before the window's end and the job was recorded in the window (its ``recorded_at``, see
-    :func:`recorded_in`): a job recorded after its campaign's own window ran is taken by the next run, whose
+    :meth:`Window.holds_record`): a job recorded after its campaign's own window ran is taken by the next run, whose
     window starts at the last successful run. A job without ``recorded_at`` is selected by the first rule only.
     Selecting a job twice (two runs, or a record read before and after a retry) is harmless: revoking a job
     already revoked succeeds (``ThanxRevokeIssuanceJobOperator``'s default ``if_already_revoked="succeed"``).
@@ -619,7 +622,7 @@ def ended_campaign_jobs(
             not campaign["ended"]
             and campaign["id"] in ended_by_now
             and entry.recorded_at is not None
-            and recorded_in(window, entry.recorded_at)
+            and window.holds_record(entry.recorded_at)
         )
         if campaign["ended"] or late:
             campaign["late_jobs"] += late

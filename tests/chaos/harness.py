@@ -82,10 +82,15 @@ def teardown_env(
         home, dags_folder, base_url, credentials, poll_interval=poll_interval, extra={RETRY_DELAY_ENV: str(retry_delay)}
     )
     for variable in CONNECTION_VARIABLES:
-        connection = json.loads(env[variable])
-        connection["extra"] = {**connection.get("extra", {}), **transport}
-        env[variable] = json.dumps(connection)
+        add_extra(env, variable, transport)
     return env
+
+
+def add_extra(env: dict[str, str], variable: str, extra: Mapping[str, Any]) -> None:
+    """Merge ``extra`` into the extra of the JSON connection in ``env[variable]``."""
+    connection = json.loads(env[variable])
+    connection["extra"] = {**connection.get("extra", {}), **extra}
+    env[variable] = json.dumps(connection)
 
 
 def incomplete_report(output: str) -> dict[str, Any] | None:

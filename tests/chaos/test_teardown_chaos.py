@@ -47,6 +47,7 @@ from rewards_sandbox.testing import running_sandbox
 from tests.chaos.harness import (
     FAST_TRANSPORT,
     Outcome,
+    add_extra,
     incomplete_report,
     record_problems,
     task_retries,
@@ -113,10 +114,7 @@ def chaos_run(
     ) as sandbox:
         transport = {**FAST_TRANSPORT, "max_retries": retries}
         env = teardown_env(home, sandbox.base_url, credentials, transport=transport)
-        if hpgames_extra:
-            connection = json.loads(env["AIRFLOW_CONN_HPGAMES_DEFAULT"])
-            connection["extra"] = {**connection.get("extra", {}), **hpgames_extra}
-            env["AIRFLOW_CONN_HPGAMES_DEFAULT"] = json.dumps(connection)
+        add_extra(env, "AIRFLOW_CONN_HPGAMES_DEFAULT", hpgames_extra or {})
         before = sandbox.snapshot()
         result = run_dag(FLAGSHIP_DAG_ID, env, params, timeout=600)  # the DAG has no targets of its own
         after = sandbox.snapshot()

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,17 @@ def outcomes_by_id(location: str | Path) -> dict[str, str]:
     found = {line["id"]: line["outcome"] for line in lines}
     assert len(found) == len(lines), "an id appears twice in the results"
     return found
+
+
+class FakeClock:
+    """A fake monotonic clock for limiters (and every thread of a test): it moves only when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now, self._lock = 100.0, threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds

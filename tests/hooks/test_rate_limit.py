@@ -22,22 +22,9 @@ from airflow_provider_rewards.hooks.rate_limit import (
     shared_limiter,
     sync_limiter,
 )
-from tests.conftest import THANX_CLIENT_ID, THANX_TOKEN, THANX_URL
+from tests.conftest import THANX_CLIENT_ID, THANX_TOKEN, THANX_URL, FakeClock
 
 NO_LIMIT = RateBudget(max_requests_per_second=0, max_requests_per_window=0)
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the limiter sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def grant_times(budget: RateBudget, count: int, penalty: float = 0.0) -> list[float]:

@@ -33,6 +33,7 @@ from tests.conftest import (
     THANX_MERCHANT,
     THANX_TOKEN,
     THANX_URL,
+    FakeClock,
     set_connection,
 )
 
@@ -257,25 +258,11 @@ def test_async_throttle_count_counts_every_429(sleeps):
     assert len(sleeps) == 2
 
 
-class SharedClock:
-    """A fake monotonic clock for every limiter and thread of a test: it moves only when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now, self._lock = 100.0, threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
-
-
 PACED = {"merchant_id": THANX_MERCHANT, "max_requests_per_second": 100, "max_requests_per_window": 0}
 
 
 def paced_hook(
-    monkeypatch: pytest.MonkeyPatch, conn_id: str, clock: SharedClock, client_id: str = THANX_CLIENT_ID, **extra: Any
+    monkeypatch: pytest.MonkeyPatch, conn_id: str, clock: FakeClock, client_id: str = THANX_CLIENT_ID, **extra: Any
 ) -> ThanxHook:
     """A hook on connection ``conn_id`` (THANX_URL, ``client_id``, a budget) whose process limiter runs on ``clock``."""
     set_connection(
@@ -294,7 +281,7 @@ def paced_hook(
     return hook
 
 
-def serve(requests_mock: Any, clock: SharedClock, answers: dict[str, list[dict[str, Any]]]) -> dict[str, list[float]]:
+def serve(requests_mock: Any, clock: FakeClock, answers: dict[str, list[dict[str, Any]]]) -> dict[str, list[float]]:
     """Answer GETs of each path under THANX_URL in turn; the returned lists fill with the clock at each send."""
     sent: dict[str, list[float]] = {path: [] for path in answers}
 
@@ -324,7 +311,7 @@ OK: dict[str, Any] = {"status_code": 200}
     ids=["retry-after", "backoff"],
 )
 def test_a_429_pauses_every_hook_of_the_credential_and_no_other(monkeypatch, requests_mock, headers, least, most):
-    clock = SharedClock()
+    clock = FakeClock()
     throttled = paced_hook(monkeypatch, "thanx_a", clock, max_retries=0, retry_backoff=4)
     same_credential = paced_hook(monkeypatch, "thanx_b", clock)
     other_credential = paced_hook(monkeypatch, "thanx_c", clock, client_id="another-client")
@@ -339,7 +326,7 @@ def test_a_429_pauses_every_hook_of_the_credential_and_no_other(monkeypatch, req
 
 
 def test_a_429_holds_back_another_thread_of_the_credential_until_the_pause_ends(monkeypatch, requests_mock, sleeps):
-    clock = SharedClock()
+    clock = FakeClock()
     throttled = paced_hook(monkeypatch, "thanx_a", clock, max_requests_per_second=1)
     other_thread = paced_hook(monkeypatch, "thanx_b", clock, max_requests_per_second=1)
     limiter = throttled.transport.limiter
@@ -378,7 +365,7 @@ def test_a_429_holds_back_another_thread_of_the_credential_until_the_pause_ends(
 
 
 def test_the_throttled_request_waits_its_retry_after_once(monkeypatch, requests_mock):
-    clock = SharedClock()
+    clock = FakeClock()
     hook = paced_hook(monkeypatch, "thanx_a", clock)
     monkeypatch.setattr(Transport, "sleep", staticmethod(clock.sleep))
     sent = serve(requests_mock, clock, {"/a": [{"status_code": 429, "headers": {"Retry-After": "2"}}, OK]})
@@ -387,7 +374,7 @@ def test_the_throttled_request_waits_its_retry_after_once(monkeypatch, requests_
 
 
 def test_a_pause_longer_than_retry_after_max_fails_other_calls_unsent(monkeypatch, requests_mock):
-    clock = SharedClock()
+    clock = FakeClock()
     throttled = paced_hook(monkeypatch, "thanx_a", clock)
     impatient = paced_hook(monkeypatch, "thanx_b", clock)
     patient = paced_hook(monkeypatch, "thanx_c", clock, retry_after_max=7200)
